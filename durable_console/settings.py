@@ -1,0 +1,198 @@
+"""Durable Console settings: one module, driven by environment variables.
+
+Embedded defaults (no variables set): SQLite in ``var/``, no broker (an
+in-process worker pool), an in-memory channel layer. Production sets
+``DATABASE_URL`` (PostgreSQL), ``CELERY_BROKER_URL`` and ``REDIS_URL``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("DURABLE_VAR_DIR", BASE_DIR / "var"))
+
+
+def env_str(name: str, default: str = "") -> str:
+    return os.environ.get(name, default)
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value not in (None, "") else default
+
+
+def env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value not in (None, "") else default
+
+
+def _secret_key() -> str:
+    """The key from the environment, else one generated once and kept in var/."""
+    if key := os.environ.get("DJANGO_SECRET_KEY"):
+        return key
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    key_file = VAR_DIR / "secret-key"
+    if not key_file.exists():
+        import secrets
+
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
+SECRET_KEY = _secret_key()
+DEBUG = env_bool("DJANGO_DEBUG", False)
+ALLOWED_HOSTS = env_str("DJANGO_ALLOWED_HOSTS", "127.0.0.1,localhost,[::1]").split(",")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "django_htmx",
+    "template_partials",
+    "channels",
+    "executions",
+    "examples",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+]
+
+ROOT_URLCONF = "durable_console.urls"
+ASGI_APPLICATION = "durable_console.asgi.application"
+WSGI_APPLICATION = "durable_console.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -------------------------------------------------------------
+EMBEDDED_DATABASE_PATH = VAR_DIR / "durable.sqlite3"
+DATABASE_URL = env_str("DATABASE_URL")
+if DATABASE_URL:
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": EMBEDDED_DATABASE_PATH,
+            "OPTIONS": {
+                # WAL lets the CLI read and write while `make run` holds the file;
+                # IMMEDIATE takes the write lock at BEGIN, so two writers queue
+                # instead of failing with "database is locked" on upgrade.
+                "init_command": (
+                    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=10000"
+                ),
+                "transaction_mode": "IMMEDIATE",
+                "timeout": 10,
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "/admin/login/"
+
+# --- Celery (production transport) -----------------------------------------
+# Without a broker the engine runs embedded: an in-process worker pool fed by
+# the scheduler loop. Celery messages are only wake-up hints either way; the
+# database decides what runs (DESIGN.md §2).
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
+CELERY_TASK_ACKS_LATE = True
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Longer than the longest invocation (15 min), so a slow handler is not redelivered.
+CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# --- Channels ----------------------------------------------------------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CHANNEL_LAYERS = {
+        "default": {
+            "BACKEND": "channels_redis.core.RedisChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
+        }
+    }
+else:
+    CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+# --- Durable execution engine ----------------------------------------------------
+DURABLE_REGION = env_str("DURABLE_REGION", "us-east-1")
+DURABLE_ACCOUNT_ID = env_str("DURABLE_ACCOUNT_ID", "123456789012")
+# How long a worker owns an execution before the scheduler assumes it died.
+DURABLE_LEASE_SECONDS = env_float("DURABLE_LEASE_SECONDS", 30.0)
+# A handler that raises is re-invoked after this delay, up to the attempt cap.
+DURABLE_INVOCATION_RETRY_DELAY_SECONDS = env_float("DURABLE_INVOCATION_RETRY_DELAY_SECONDS", 5.0)
+DURABLE_INVOCATION_MAX_ATTEMPTS = env_int("DURABLE_INVOCATION_MAX_ATTEMPTS", 5)
+# Operations per page of invocation input and GetDurableExecutionState.
+DURABLE_STATE_PAGE_SIZE = env_int("DURABLE_STATE_PAGE_SIZE", 1000)
+DURABLE_INVOCATION_PAGE_BYTES = env_int("DURABLE_INVOCATION_PAGE_BYTES", 5 * 1024 * 1024)
+DURABLE_SCHEDULER_INTERVAL_SECONDS = env_float("DURABLE_SCHEDULER_INTERVAL_SECONDS", 0.5)
+DURABLE_EMBEDDED_WORKERS = env_int("DURABLE_EMBEDDED_WORKERS", 4)
+DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS = env_int(
+    "DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS", 7 * 24 * 3600
+)
+# Key that derives callback ids from stored seeds; only their hashes are indexed.
+DURABLE_CALLBACK_KEY = env_str("DURABLE_CALLBACK_KEY", SECRET_KEY)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
+    "loggers": {
+        "executions": {"level": env_str("DURABLE_LOG_LEVEL", "INFO"), "propagate": True},
+        "aws_durable_execution_sdk_python": {"level": "CRITICAL"},
+    },
+}
