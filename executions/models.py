@@ -1,0 +1,262 @@
+"""The durable service's tables: functions, executions, operations, history, invocations.
+
+Operations keep every field of the wire ``Operation`` (CONTRACT.md §4.2) in columns,
+so the checkpoint path can validate and rebuild the wire shape without parsing JSON
+blobs. Executions carry the lease and wake-up columns the scheduler claims on.
+"""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+
+class ExecutionStatus(models.TextChoices):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    TIMED_OUT = "TIMED_OUT"
+    STOPPED = "STOPPED"
+    PAUSED = "PAUSED"
+
+
+TERMINAL_EXECUTION_STATUSES = frozenset(
+    {
+        ExecutionStatus.SUCCEEDED,
+        ExecutionStatus.FAILED,
+        ExecutionStatus.TIMED_OUT,
+        ExecutionStatus.STOPPED,
+    }
+)
+
+
+class Function(models.Model):
+    """A registered handler: durable (replayed by the engine) or plain (called once)."""
+
+    name = models.CharField(max_length=64, unique=True)
+    handler = models.CharField(max_length=255, help_text="Import path, module:attr")
+    durable = models.BooleanField(default=True)
+    description = models.TextField(blank=True)
+    enabled = models.BooleanField(default=True)
+    version = models.PositiveIntegerField(default=1)
+    execution_timeout = models.PositiveIntegerField(
+        default=settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+        help_text="Seconds; 1 to 31,622,400",
+    )
+    retention_days = models.PositiveSmallIntegerField(default=14)
+    created_at = models.DateTimeField(auto_now_add=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class FunctionVersion(models.Model):
+    """The handler path a function had at each version; executions pin one."""
+
+    function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="versions")
+    version = models.PositiveIntegerField()
+    handler = models.CharField(max_length=255)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["function", "version"], name="function_version_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.function.name}:{self.version}"
+
+
+class Execution(models.Model):
+    function = models.ForeignKey(Function, on_delete=models.PROTECT, related_name="executions")
+    function_version = models.PositiveIntegerField()
+    handler = models.CharField(max_length=255, help_text="Pinned at start; every replay uses it")
+    name = models.CharField(max_length=64)
+    invocation_id = models.CharField(max_length=64, help_text="Last ARN segment; EXECUTION op id")
+    arn = models.CharField(max_length=512, unique=True)
+    status = models.CharField(max_length=16, choices=ExecutionStatus.choices)
+    input_payload = models.TextField(blank=True, default="")
+    result = models.TextField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    tenant_id = models.CharField(max_length=256, blank=True, default="")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    execution_timeout = models.PositiveIntegerField()
+    timeout_at = models.DateTimeField(null=True, blank=True)
+    pause_details = models.JSONField(null=True, blank=True)
+
+    # Invocation lifecycle: at most one invocation in flight, guarded by a lease.
+    needs_invocation = models.BooleanField(default=False)
+    invocation_due_at = models.DateTimeField(null=True, blank=True)
+    dispatched_at = models.DateTimeField(null=True, blank=True)
+    lease_owner = models.CharField(max_length=128, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    invocation_count = models.PositiveIntegerField(default=0)
+    consecutive_failures = models.PositiveSmallIntegerField(default=0)
+    invalid_pending_count = models.PositiveSmallIntegerField(default=0)
+
+    # Checkpoint token sequence within the current invocation.
+    checkpoint_seq = models.PositiveIntegerField(default=0)
+    # Change tracking: every operation change bumps change_seq; the handler has
+    # seen everything up to seen_seq (the delta of CONTRACT.md §1.4).
+    change_seq = models.PositiveBigIntegerField(default=0)
+    seen_seq = models.PositiveBigIntegerField(default=0)
+    operation_count = models.PositiveIntegerField(default=0)
+    event_count = models.PositiveIntegerField(default=0)
+    updated_operation_ids = models.JSONField(default=list, blank=True)
+    # Earliest moment a timer of this execution (or its timeout) is due.
+    wake_at = models.DateTimeField(null=True, blank=True)
+
+    # ClientToken idempotency (single slot, CONTRACT.md §2.5).
+    last_client_token = models.CharField(max_length=64, blank=True, default="")
+    last_inbound_token = models.CharField(max_length=2048, blank=True, default="")
+    last_response = models.JSONField(null=True, blank=True)
+    last_client_token_at = models.DateTimeField(null=True, blank=True)
+
+    parent = models.ForeignKey(
+        "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
+    )
+    parent_operation_id = models.CharField(max_length=64, blank=True, default="")
+
+    class Meta:
+        ordering = ["-started_at", "-id"]
+        constraints = [
+            models.UniqueConstraint(fields=["function", "name"], name="execution_name_unique")
+        ]
+        indexes = [
+            # Scheduler claims: due timers, due invocations, expired leases.
+            models.Index(
+                fields=["wake_at"], name="execution_wake_idx", condition=Q(wake_at__isnull=False)
+            ),
+            models.Index(
+                fields=["invocation_due_at"],
+                name="execution_due_idx",
+                condition=Q(needs_invocation=True),
+            ),
+            models.Index(
+                fields=["lease_expires_at"],
+                name="execution_lease_idx",
+                condition=Q(lease_expires_at__isnull=False),
+            ),
+            models.Index(fields=["function", "-started_at"], name="execution_fn_started_idx"),
+            models.Index(fields=["status", "-started_at"], name="execution_status_started_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return self.arn
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL_EXECUTION_STATUSES
+
+
+class Operation(models.Model):
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="operations")
+    operation_id = models.CharField(max_length=64)
+    position = models.PositiveIntegerField(help_text="Start order within the execution")
+    parent_id = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=256, blank=True, default="")
+    type = models.CharField(max_length=16)
+    sub_type = models.CharField(max_length=32, blank=True, default="")
+    status = models.CharField(max_length=16)
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    touched_seq = models.PositiveBigIntegerField(default=0)
+
+    input_payload = models.TextField(null=True, blank=True)  # EXECUTION input, invoke payload
+    result = models.TextField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    attempt = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(null=True, blank=True)
+    replay_children = models.BooleanField(default=False)
+    wait_seconds = models.PositiveIntegerField(null=True, blank=True)
+    scheduled_end_at = models.DateTimeField(null=True, blank=True)
+
+    callback_seed = models.CharField(max_length=64, blank=True, default="")
+    callback_id_hash = models.CharField(max_length=64, null=True, blank=True, unique=True)
+    callback_timeout = models.PositiveIntegerField(default=0)
+    callback_heartbeat_timeout = models.PositiveIntegerField(default=0)
+    callback_timeout_at = models.DateTimeField(null=True, blank=True)
+    callback_heartbeat_at = models.DateTimeField(null=True, blank=True)
+
+    invoke_function_name = models.CharField(max_length=256, blank=True, default="")
+    invoke_tenant_id = models.CharField(max_length=256, blank=True, default="")
+    invoke_dispatch_pending = models.BooleanField(default=False)
+
+    # Earliest moment the engine must act on this op (wait end, retry, callback timeouts).
+    timer_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["position"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["execution", "operation_id"], name="operation_id_unique"
+            )
+        ]
+        indexes = [
+            models.Index(fields=["execution", "position"], name="operation_position_idx"),
+            models.Index(fields=["execution", "touched_seq"], name="operation_touched_idx"),
+            models.Index(
+                fields=["execution", "timer_at"],
+                name="operation_timer_idx",
+                condition=Q(timer_at__isnull=False),
+            ),
+            models.Index(
+                fields=["execution"],
+                name="operation_invoke_pending_idx",
+                condition=Q(invoke_dispatch_pending=True),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} {self.name or self.operation_id}"
+
+
+class HistoryEvent(models.Model):
+    """One GetDurableExecutionHistory event (CONTRACT.md §4.4)."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
+    event_id = models.PositiveIntegerField()
+    event_type = models.CharField(max_length=32)
+    sub_type = models.CharField(max_length=32, blank=True, default="")
+    operation_id = models.CharField(max_length=64, blank=True, default="")
+    name = models.CharField(max_length=256, blank=True, default="")
+    parent_id = models.CharField(max_length=64, blank=True, default="")
+    timestamp = models.DateTimeField()
+    details = models.JSONField(default=dict)
+
+    class Meta:
+        ordering = ["event_id"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "event_id"], name="event_id_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} {self.event_type}"
+
+
+class Invocation(models.Model):
+    """One run of the handler for an execution."""
+
+    execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="invocations")
+    number = models.PositiveIntegerField()
+    request_id = models.CharField(max_length=64)
+    worker = models.CharField(max_length=128, blank=True, default="")
+    started_at = models.DateTimeField()
+    ended_at = models.DateTimeField(null=True, blank=True)
+    outcome = models.CharField(max_length=16, blank=True, default="")
+    error = models.JSONField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["number"]
+        constraints = [
+            models.UniqueConstraint(fields=["execution", "number"], name="invocation_unique")
+        ]
+
+    def __str__(self) -> str:
+        return f"invocation {self.number} of {self.execution_id}"

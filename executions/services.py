@@ -1,0 +1,575 @@
+"""The durable service's transitions: the only code that changes execution state.
+
+Views, API views, tasks, the scheduler and the CLI call these functions; none
+of them sets a status itself. Each function runs in one transaction on the
+locked execution row and sends its wake-up hints after commit.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from django.conf import settings
+from django.db import transaction
+
+from executions import clock
+from executions.batch import ChangeSet, wrap_payload
+from executions.callback_ids import hash_callback_id
+from executions.checkpoint import checkpoint, current_token, get_state, lock_execution
+from executions.errors import (
+    CallbackTimeout,
+    InvalidParameterValue,
+    ResourceConflict,
+    ResourceNotFound,
+)
+from executions.functions import function_register, function_resolve
+from executions.models import Execution, ExecutionStatus, Invocation, Operation
+from executions.starts import StartResult, execution_start
+from executions.transitions import (
+    close_execution,
+    commit_changes,
+    complete_chained_invoke,
+    complete_due_timers,
+    invocation_completed_event,
+    next_callback_deadline,
+    request_invocation,
+)
+from executions.wire import TimestampFormat, as_datetime, operation_to_wire
+
+__all__ = [
+    "StartResult",
+    "callback_fail",
+    "callback_heartbeat",
+    "callback_succeed",
+    "checkpoint",
+    "execution_delete",
+    "execution_pause",
+    "execution_resume",
+    "execution_start",
+    "execution_stop",
+    "function_register",
+    "get_state",
+    "invocation_begin",
+    "invocation_finish",
+    "lease_renew",
+    "plain_invoke_claim",
+    "plain_invoke_complete",
+    "timers_fire_due",
+]
+
+MAX_INVALID_PENDING = 3
+MAX_CHILD_RESULT_BYTES = 1024 * 1024
+WAITING_TYPES = ("WAIT", "CALLBACK", "CHAINED_INVOKE")
+
+
+# --- invocation lifecycle -----------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class InvocationInput:
+    """Everything a worker needs to run the handler once."""
+
+    execution_id: int
+    arn: str
+    invocation: int
+    request_id: str
+    token: str
+    operations: list[dict[str, Any]]
+    next_marker: str
+    updated_operation_ids: list[str]
+    handler: str
+    function_name: str
+    function_version: int
+    tenant_id: str
+
+
+def invocation_begin(
+    execution_id: int, *, worker: str, ts: TimestampFormat = as_datetime
+) -> InvocationInput | None:
+    """Claim the execution's next invocation, or None if it needs none right now.
+
+    Takes the lease, starts a new token lineage and builds the first page of
+    state. Due timers are completed first, so the handler sees them.
+    """
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        now = clock.now()
+        if execution is None or not _invocation_due(execution, now):
+            return None
+        changes = ChangeSet(execution, now)
+        complete_due_timers(changes)
+        if execution.is_terminal:
+            commit_changes(changes)
+            return None
+        execution.invocation_count += 1
+        execution.checkpoint_seq = 0
+        execution.lease_owner = worker
+        execution.lease_expires_at = now + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
+        execution.needs_invocation = False
+        execution.invocation_due_at = None
+        execution.dispatched_at = None
+        updated_ids = list(execution.updated_operation_ids)
+        execution.updated_operation_ids = []
+        execution.seen_seq = execution.change_seq
+        request_id = str(uuid.uuid4())
+        Invocation.objects.create(
+            execution=execution, number=execution.invocation_count, request_id=request_id,
+            worker=worker, started_at=now,
+        )
+        commit_changes(
+            changes,
+            extra_fields=("invocation_count", "checkpoint_seq", "lease_owner", "lease_expires_at",
+                          "dispatched_at"),
+        )
+        operations, next_marker = _first_page(execution, ts)
+        return InvocationInput(
+            execution_id=execution.pk,
+            arn=execution.arn,
+            invocation=execution.invocation_count,
+            request_id=request_id,
+            token=current_token(execution),
+            operations=operations,
+            next_marker=next_marker,
+            updated_operation_ids=updated_ids,
+            handler=execution.handler,
+            function_name=execution.function.name,
+            function_version=execution.function_version,
+            tenant_id=execution.tenant_id,
+        )
+
+
+def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
+    if execution.status != ExecutionStatus.RUNNING or not execution.needs_invocation:
+        return False
+    if execution.invocation_due_at and execution.invocation_due_at > now:
+        return False
+    in_flight = execution.lease_owner and execution.lease_expires_at and execution.lease_expires_at > now
+    return not in_flight
+
+
+def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
+    """The invocation input's operations, paged by count and by bytes (CONTRACT.md §2.6)."""
+    from executions.tokens import encode_marker
+
+    limit = settings.DURABLE_STATE_PAGE_SIZE
+    budget = settings.DURABLE_INVOCATION_PAGE_BYTES
+    page: list[dict[str, Any]] = []
+    for op in Operation.objects.filter(execution=execution).order_by("position")[: limit + 1]:
+        size = 256 + sum(len(v or "") for v in (op.input_payload, op.result))
+        if len(page) == limit or (page and size > budget):
+            return page, encode_marker(len(page))
+        budget -= size
+        page.append(operation_to_wire(op, ts))
+    return page, ""
+
+
+def lease_renew(execution_id: int, invocation: int, worker: str) -> bool:
+    """Extend a running invocation's lease; False if it was lost."""
+    expires = clock.now() + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
+    return bool(
+        Execution.objects.filter(
+            pk=execution_id, invocation_count=invocation, lease_owner=worker
+        ).update(lease_expires_at=expires)
+    )
+
+
+def invocation_finish(
+    execution_id: int,
+    invocation: int,
+    *,
+    output: Any = None,
+    raised: dict[str, Any] | None = None,
+) -> None:
+    """Record what one handler run returned (CONTRACT.md §1.3) and decide what comes next.
+
+    ``output`` is the handler's return value; ``raised`` the error object when
+    the handler raised instead (a Lambda function error, retried with backoff).
+    """
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        if execution is None:
+            return
+        record = Invocation.objects.filter(execution=execution, number=invocation).first()
+        changes = ChangeSet(execution)
+        current = execution.invocation_count == invocation and bool(execution.lease_owner)
+        error = raised or _output_error(output)
+        if record is not None:
+            record.ended_at = changes.now
+            record.outcome = "ERROR" if raised else _output_status(output)
+            record.error = error
+            record.save(update_fields=["ended_at", "outcome", "error"])
+            invocation_completed_event(
+                changes, started_at=record.started_at, request_id=record.request_id, error=error
+            )
+        if not current:  # a zombie finishing after its lease was taken over
+            commit_changes(changes)
+            return
+        execution.lease_owner = ""
+        execution.lease_expires_at = None
+        if not execution.is_terminal:
+            _apply_outcome(changes, output, raised)
+        commit_changes(
+            changes,
+            extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures",
+                          "invalid_pending_count"),
+        )
+
+
+def _output_status(output: Any) -> str:
+    if isinstance(output, dict) and isinstance(output.get("Status"), str):
+        return output["Status"]
+    return "INVALID"
+
+
+def _output_error(output: Any) -> dict[str, Any] | None:
+    if isinstance(output, dict) and isinstance(output.get("Error"), dict):
+        return output["Error"]
+    return None
+
+
+def _apply_outcome(changes: ChangeSet, output: Any, raised: dict[str, Any] | None) -> None:
+    execution = changes.execution
+    if raised is not None:
+        _retry_or_fail(changes, raised)
+        return
+    execution.consecutive_failures = 0
+    status = _output_status(output)
+    if status == "SUCCEEDED" and "Error" not in output:
+        _succeed(changes, output.get("Result"))
+    elif status == "FAILED" and "Result" not in output:
+        close_execution(changes, ExecutionStatus.FAILED, error=output.get("Error") or {})
+    elif status == "PENDING":
+        _after_pending(changes)
+    else:
+        close_execution(
+            changes,
+            ExecutionStatus.FAILED,
+            error={
+                "ErrorType": "InvalidParameterValueException",
+                "ErrorMessage": f"Invalid invocation output: {str(output)[:500]}",
+            },
+        )
+
+
+def _succeed(changes: ChangeSet, result: Any) -> None:
+    result = result if isinstance(result, str) else json.dumps(result)
+    if changes.execution.parent_id and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
+        close_execution(
+            changes,
+            ExecutionStatus.FAILED,
+            error={"ErrorMessage": "Child execution output exceeds 1 MiB"},
+        )
+        return
+    close_execution(changes, ExecutionStatus.SUCCEEDED, result=result)
+
+
+def _retry_or_fail(changes: ChangeSet, error: dict[str, Any]) -> None:
+    execution = changes.execution
+    execution.consecutive_failures += 1
+    if execution.consecutive_failures >= settings.DURABLE_INVOCATION_MAX_ATTEMPTS:
+        close_execution(changes, ExecutionStatus.FAILED, error=error)
+        return
+    delay = datetime.timedelta(seconds=settings.DURABLE_INVOCATION_RETRY_DELAY_SECONDS)
+    request_invocation(changes, at=changes.now + delay)
+
+
+def _after_pending(changes: ChangeSet) -> None:
+    """PENDING: re-invoke only for changes the handler has not seen (CONTRACT.md §2.3)."""
+    execution = changes.execution
+    if execution.status == ExecutionStatus.PAUSED:
+        execution.needs_invocation = True  # held back until resume
+        return
+    if execution.change_seq > execution.seen_seq:
+        execution.invalid_pending_count = 0
+        request_invocation(changes)
+        return
+    if _has_pending_work(execution):
+        execution.invalid_pending_count = 0
+        return
+    # Nothing can wake it: re-invoke a few times, then fail (as the reference does).
+    execution.invalid_pending_count += 1
+    if execution.invalid_pending_count >= MAX_INVALID_PENDING:
+        close_execution(
+            changes,
+            ExecutionStatus.FAILED,
+            error={
+                "ErrorType": "InvalidParameterValueException",
+                "ErrorMessage": "Handler returned PENDING with no pending operations",
+            },
+        )
+    else:
+        request_invocation(changes)
+
+
+def _has_pending_work(execution: Execution) -> bool:
+    ops = Operation.objects.filter(execution=execution)
+    return (
+        ops.filter(type__in=WAITING_TYPES, status="STARTED").exists()
+        or ops.filter(type="STEP", status__in=("PENDING", "READY")).exists()
+    )
+
+
+def invocation_expire(execution_id: int) -> bool:
+    """An invocation whose lease ran out died: count it as a raised invocation."""
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        now = clock.now()
+        if (
+            execution is None
+            or not execution.lease_owner
+            or execution.lease_expires_at is None
+            or execution.lease_expires_at > now
+        ):
+            return False
+        changes = ChangeSet(execution, now)
+        owner = execution.lease_owner
+        execution.lease_owner = ""
+        execution.lease_expires_at = None
+        error = {"ErrorType": "Invocation.LeaseExpired", "ErrorMessage": f"Worker {owner} stopped responding"}
+        Invocation.objects.filter(
+            execution=execution, number=execution.invocation_count, ended_at__isnull=True
+        ).update(ended_at=now, outcome="LOST", error=error)
+        if execution.status == ExecutionStatus.PAUSED:
+            execution.needs_invocation = True
+        elif not execution.is_terminal:
+            execution.consecutive_failures += 1
+            if execution.consecutive_failures >= settings.DURABLE_INVOCATION_MAX_ATTEMPTS:
+                close_execution(changes, ExecutionStatus.FAILED, error=error)
+            else:
+                request_invocation(changes)
+        commit_changes(
+            changes, extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures")
+        )
+        return True
+
+
+def invocation_mark_dispatched(execution_ids: list[int]) -> None:
+    Execution.objects.filter(pk__in=execution_ids).update(dispatched_at=clock.now())
+
+
+# --- timers -------------------------------------------------------------------------------
+
+
+def timers_fire_due(execution_id: int) -> bool:
+    """Complete the execution's due timers and ask for an invocation if any fired.
+
+    Skips an execution another process holds locked: that holder (a checkpoint
+    or another scheduler) completes the same timers itself.
+    """
+    with transaction.atomic():
+        execution = (
+            Execution.objects.select_for_update(skip_locked=True).filter(pk=execution_id).first()
+        )
+        if execution is None:
+            return False
+        changes = ChangeSet(execution)
+        fired = complete_due_timers(changes)
+        if fired and not execution.is_terminal:
+            request_invocation(changes)
+        commit_changes(changes)
+        return fired
+
+
+# --- callbacks ----------------------------------------------------------------------------
+
+
+def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
+    if not isinstance(callback_id, str) or not callback_id:
+        raise InvalidParameterValue("CallbackId is required")
+    op = Operation.objects.filter(callback_id_hash=hash_callback_id(callback_id)).first()
+    if op is None:
+        raise ResourceNotFound("Callback not found")
+    execution = Execution.objects.select_for_update().get(pk=op.execution_id)
+    op.refresh_from_db()
+    changes = ChangeSet(execution)
+    complete_due_timers(changes)  # a callback past its timeout cannot be completed
+    op = changes.modified.get(op.operation_id, op)
+    if op.status != "STARTED" or execution.is_terminal:
+        raise CallbackTimeout()
+    return changes, op
+
+
+def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
+    """SendDurableExecutionCallbackSuccess: the raw result becomes the callback's Result."""
+    if isinstance(result, bytes):
+        try:
+            result = result.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidParameterValue("Callback result must be UTF-8") from exc
+    if result is not None and len(result.encode()) > 1024 * 1024:
+        raise InvalidParameterValue("Callback result exceeds 1 MiB")
+    with transaction.atomic():
+        changes, op = _lock_callback(callback_id)
+        _complete_callback(changes, op, "SUCCEEDED", result=result or "")
+        commit_changes(changes)
+
+
+def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
+    """SendDurableExecutionCallbackFailure: absent error fields stay absent."""
+    from executions.validation import _validate_error_object
+
+    if error is not None:
+        _validate_error_object(error)
+    with transaction.atomic():
+        changes, op = _lock_callback(callback_id)
+        _complete_callback(changes, op, "FAILED", error=error or {})
+        commit_changes(changes)
+
+
+def callback_heartbeat(callback_id: str) -> None:
+    """Reset only the heartbeat deadline; no state change, no invocation."""
+    with transaction.atomic():
+        changes, op = _lock_callback(callback_id)
+        if op.callback_heartbeat_timeout:
+            op.callback_heartbeat_at = changes.now + datetime.timedelta(
+                seconds=op.callback_heartbeat_timeout
+            )
+            changes.set_timer(op, next_callback_deadline(op))
+            changes.recompute_wake = True
+            changes.save_quietly(op)
+        commit_changes(changes)
+
+
+def _complete_callback(
+    changes: ChangeSet, op: Operation, status: str, *, result: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    op.status = status
+    op.result = result
+    op.error = error
+    op.ended_at = changes.now
+    changes.set_timer(op, None)
+    changes.touch(op, by_service=True)
+    if status == "SUCCEEDED":
+        changes.event("CallbackSucceeded", op, Result=wrap_payload(result))
+    else:
+        changes.event("CallbackFailed", op, Error=wrap_payload(error))
+    request_invocation(changes)
+
+
+# --- plain chained invokes ------------------------------------------------------------------
+
+
+def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None:
+    """Claim a plain target's single call (compare-and-set), or None if already claimed."""
+    claimed = Operation.objects.filter(
+        execution_id=execution_id, operation_id=operation_id, invoke_dispatch_pending=True,
+        status="STARTED",
+    ).update(invoke_dispatch_pending=False)
+    if not claimed:
+        return None
+    return Operation.objects.get(execution_id=execution_id, operation_id=operation_id)
+
+
+def plain_invoke_complete(
+    execution_id: int, operation_id: str, *, result: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    with transaction.atomic():
+        execution = Execution.objects.select_for_update().get(pk=execution_id)
+        if execution.is_terminal:
+            return
+        op = Operation.objects.get(execution=execution, operation_id=operation_id)
+        changes = ChangeSet(execution)
+        if error is not None:
+            complete_chained_invoke(changes, op, status="FAILED", error=error)
+        elif result is not None and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
+            complete_chained_invoke(
+                changes, op, status="FAILED",
+                error={"ErrorMessage": "Chained invoke output exceeds 1 MiB"},
+            )
+        else:
+            complete_chained_invoke(changes, op, status="SUCCEEDED", result=result)
+        commit_changes(changes)
+
+
+# --- operator actions -----------------------------------------------------------------------
+
+
+def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.datetime:
+    """StopDurableExecution: close as STOPPED; idempotent on a stopped execution."""
+    if error is not None:
+        from executions.validation import _validate_error_object
+
+        _validate_error_object(error)
+    with transaction.atomic():
+        execution = lock_execution(arn)
+        if execution.status == ExecutionStatus.STOPPED:
+            return execution.ended_at
+        if execution.is_terminal:
+            raise ResourceConflict(f"Execution is already {execution.status}")
+        changes = ChangeSet(execution)
+        stop_error = error or {"ErrorMessage": "Execution stopped by user request"}
+        close_execution(changes, ExecutionStatus.STOPPED, error=stop_error)
+        commit_changes(changes)
+        return changes.now
+
+
+def execution_pause(
+    arn: str, *, reason: str | None = None, timeout_paused: bool = False
+) -> None:
+    """PauseDurableExecution: no invocations while paused; timers and callbacks go on."""
+    with transaction.atomic():
+        execution = lock_execution(arn)
+        if execution.status == ExecutionStatus.PAUSED:
+            return
+        if execution.status != ExecutionStatus.RUNNING:
+            raise ResourceConflict(f"Cannot pause an execution that is {execution.status}")
+        changes = ChangeSet(execution)
+        execution.status = ExecutionStatus.PAUSED
+        execution.pause_details = {
+            "PauseRequestTimestamp": changes.now.timestamp(),
+            "Reason": reason,
+            "ExecutionTimeoutPaused": timeout_paused,
+        }
+        changes.event(
+            "ExecutionPaused",
+            None,
+            PauseRequestTimestamp=changes.now.timestamp(),
+            Reason=wrap_payload(reason) if reason else None,
+            ExecutionTimeoutPaused=timeout_paused,
+        )
+        commit_changes(changes, extra_fields=("pause_details",))
+
+
+def execution_resume(arn: str, *, reason: str | None = None) -> None:
+    """ResumeDurableExecution: invoke if an invocation was held back or interrupted."""
+    with transaction.atomic():
+        execution = lock_execution(arn)
+        if execution.status == ExecutionStatus.RUNNING:
+            return
+        if execution.status != ExecutionStatus.PAUSED:
+            raise ResourceConflict(f"Cannot resume an execution that is {execution.status}")
+        changes = ChangeSet(execution)
+        execution.status = ExecutionStatus.RUNNING
+        details = execution.pause_details or {}
+        if details.get("ExecutionTimeoutPaused") and execution.timeout_at:
+            paused_for = changes.now.timestamp() - details["PauseRequestTimestamp"]
+            execution.timeout_at += datetime.timedelta(seconds=paused_for)
+            changes.recompute_wake = True
+        execution.pause_details = None
+        changes.event(
+            "ExecutionResumed",
+            None,
+            ResumeRequestTimestamp=changes.now.timestamp(),
+            Reason=wrap_payload(reason) if reason else None,
+        )
+        if execution.needs_invocation or execution.change_seq > execution.seen_seq:
+            request_invocation(changes)
+        commit_changes(changes, extra_fields=("pause_details", "timeout_at"))
+
+
+def execution_delete(arn: str) -> datetime.datetime:
+    """DeleteDurableExecution: only terminal executions; the rows go at once."""
+    with transaction.atomic():
+        execution = lock_execution(arn)
+        if not execution.is_terminal:
+            raise ResourceConflict("Only a terminal execution can be deleted")
+        now = clock.now()
+        Execution.objects.filter(parent=execution).update(parent=None)
+        execution.delete()
+        return now

@@ -1,0 +1,238 @@
+"""Transitions shared by the services: closing executions, timers, re-invocation.
+
+Each function works on a ``ChangeSet`` whose execution row is already locked by
+the calling service; none of them opens a transaction or commits.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+from executions import dispatch
+from executions.batch import ChangeSet, epoch, wrap_payload
+from executions.models import Execution, ExecutionStatus, Operation
+
+CALLBACK_TIMEOUT_ERROR = {"ErrorType": "Callback.Timeout", "ErrorMessage": "Callback timed out"}
+CALLBACK_HEARTBEAT_ERROR = {
+    "ErrorType": "Callback.Heartbeat",
+    "ErrorMessage": "Callback timed out on heartbeat",
+}
+CHAINED_INVOKE_FAILED_ERROR = {"ErrorMessage": "Chained invoke failed."}
+
+
+def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = None) -> None:
+    """Ask for a (re-)invocation; the scheduler or a wake-up hint runs it."""
+    execution = changes.execution
+    if execution.is_terminal:
+        return
+    due = at or changes.now
+    if not execution.needs_invocation or (
+        execution.invocation_due_at is None or due < execution.invocation_due_at
+    ):
+        execution.invocation_due_at = due
+    execution.needs_invocation = True
+    changes.after_commit.append(("wake", execution.pk))
+
+
+def close_execution(
+    changes: ChangeSet,
+    status: str,
+    *,
+    result: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Move the execution to a terminal status and record why."""
+    execution = changes.execution
+    execution.status = status
+    execution.result = result
+    execution.error = error
+    execution.ended_at = changes.now
+    execution.needs_invocation = False
+    execution.invocation_due_at = None
+    execution_op = execution_operation(execution, changes)
+    execution_op.status = status
+    execution_op.ended_at = changes.now
+    changes.touch(execution_op)
+    if status == ExecutionStatus.SUCCEEDED:
+        changes.event("ExecutionSucceeded", execution_op, Result=wrap_payload(result))
+    else:
+        event_type = {
+            ExecutionStatus.FAILED: "ExecutionFailed",
+            ExecutionStatus.TIMED_OUT: "ExecutionTimedOut",
+            ExecutionStatus.STOPPED: "ExecutionStopped",
+        }[status]
+        changes.event(event_type, execution_op, Error=wrap_payload(error or {}))
+    if execution.parent_id:
+        changes.after_commit.append(("notify_parent", execution.pk))
+
+
+def execution_operation(execution: Execution, changes: ChangeSet | None = None) -> Operation:
+    if changes is not None:
+        pending = changes.modified.get(execution.invocation_id) or changes.created.get(
+            execution.invocation_id
+        )
+        if pending is not None:
+            return pending
+    return Operation.objects.get(execution=execution, operation_id=execution.invocation_id)
+
+
+def complete_due_timers(changes: ChangeSet) -> bool:
+    """Fire every timer of the execution that is due; returns whether any fired.
+
+    Cheap when nothing is due: the execution's ``wake_at`` says so without a query.
+    """
+    execution = changes.execution
+    if execution.is_terminal or execution.wake_at is None or execution.wake_at > changes.now:
+        return False
+    if execution.timeout_at and execution.timeout_at <= changes.now:
+        timeout_execution(changes)
+        return True
+    due = Operation.objects.filter(execution=execution, timer_at__lte=changes.now).order_by(
+        "position"
+    )
+    fired = False
+    for op in due:
+        op = changes.modified.get(op.operation_id, op)
+        fired |= fire_operation_timer(changes, op)
+    changes.recompute_wake = True
+    return fired
+
+
+def fire_operation_timer(changes: ChangeSet, op: Operation) -> bool:
+    now = changes.now
+    if op.type == "WAIT" and op.status == "STARTED" and op.scheduled_end_at <= now:
+        op.status = "SUCCEEDED"
+        op.ended_at = now
+        changes.set_timer(op, None)
+        changes.touch(op, by_service=True)
+        changes.event("WaitSucceeded", op, Duration=op.wait_seconds)
+        return True
+    if op.type == "STEP" and op.status == "PENDING" and op.next_attempt_at <= now:
+        # PENDING becomes READY silently: the SDK sends START for the next attempt.
+        op.status = "READY"
+        op.next_attempt_at = None
+        changes.set_timer(op, None)
+        changes.touch(op, by_service=True)
+        return True
+    if op.type == "CALLBACK" and op.status == "STARTED":
+        if op.callback_timeout_at and op.callback_timeout_at <= now:
+            time_out_callback(changes, op, CALLBACK_TIMEOUT_ERROR)
+            return True
+        if op.callback_heartbeat_at and op.callback_heartbeat_at <= now:
+            time_out_callback(changes, op, CALLBACK_HEARTBEAT_ERROR)
+            return True
+    # Not due after all (a heartbeat moved the deadline): re-arm without a visible change.
+    changes.set_timer(op, next_callback_deadline(op) if op.status == "STARTED" else None)
+    changes.save_quietly(op)
+    return False
+
+
+def time_out_callback(changes: ChangeSet, op: Operation, error: dict[str, str]) -> None:
+    op.status = "TIMED_OUT"
+    op.error = dict(error)
+    op.ended_at = changes.now
+    changes.set_timer(op, None)
+    changes.touch(op, by_service=True)
+    changes.event("CallbackTimedOut", op, Error=wrap_payload(op.error))
+
+
+def next_callback_deadline(op: Operation) -> datetime.datetime | None:
+    deadlines = [d for d in (op.callback_timeout_at, op.callback_heartbeat_at) if d]
+    return min(deadlines) if deadlines else None
+
+
+def timeout_execution(changes: ChangeSet) -> None:
+    seconds = changes.execution.execution_timeout
+    close_execution(
+        changes,
+        ExecutionStatus.TIMED_OUT,
+        error={"ErrorMessage": f"Execution timed out after {seconds} seconds."},
+    )
+
+
+def complete_chained_invoke(
+    changes: ChangeSet,
+    op: Operation,
+    *,
+    status: str,
+    result: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Record a chained invoke's outcome on the caller's operation and re-invoke it."""
+    if op.status != "STARTED":
+        return
+    op.status = status
+    op.result = result
+    op.error = error
+    op.ended_at = changes.now
+    op.invoke_dispatch_pending = False
+    changes.touch(op, by_service=True)
+    event_type = {
+        "SUCCEEDED": "ChainedInvokeSucceeded",
+        "FAILED": "ChainedInvokeFailed",
+        "TIMED_OUT": "ChainedInvokeTimedOut",
+        "STOPPED": "ChainedInvokeStopped",
+    }[status]
+    if status == "SUCCEEDED":
+        changes.event(event_type, op, Result=wrap_payload(result))
+    else:
+        changes.event(event_type, op, Error=wrap_payload(error or {}))
+    request_invocation(changes)
+
+
+def child_outcome_for_parent(child: Execution) -> dict[str, Any]:
+    """The parent's CHAINED_INVOKE outcome for a terminal child execution."""
+    if child.status == ExecutionStatus.SUCCEEDED:
+        return {"status": "SUCCEEDED", "result": child.result}
+    if child.status == ExecutionStatus.TIMED_OUT:
+        return {"status": "TIMED_OUT", "error": child.error}
+    if child.status == ExecutionStatus.STOPPED:
+        return {"status": "STOPPED", "error": child.error}
+    return {"status": "FAILED", "error": child.error or dict(CHAINED_INVOKE_FAILED_ERROR)}
+
+
+def invocation_completed_event(
+    changes: ChangeSet,
+    *,
+    started_at: datetime.datetime,
+    request_id: str,
+    error: dict[str, Any] | None,
+) -> None:
+    changes.event(
+        "InvocationCompleted",
+        None,
+        StartTimestamp=epoch(started_at),
+        EndTimestamp=epoch(changes.now),
+        RequestId=request_id,
+        Error=wrap_payload(error) if error else {},
+    )
+
+
+def commit_changes(changes: ChangeSet, *, extra_fields: tuple[str, ...] = ()) -> None:
+    """Flush a change set and, in the same transaction, tell a waiting parent.
+
+    Lock order is always child, then parent; a parent never locks its children.
+    """
+    changes.flush(extra_fields=extra_fields)
+    effects = []
+    for kind, target in changes.after_commit:
+        if kind == "notify_parent":
+            notify_parent(changes.execution)
+        else:
+            effects.append((kind, target))
+    dispatch.after_commit(effects)
+
+
+def notify_parent(child: Execution) -> None:
+    parent = Execution.objects.select_for_update().filter(pk=child.parent_id).first()
+    if parent is None or parent.is_terminal:
+        return
+    op = Operation.objects.filter(
+        execution=parent, operation_id=child.parent_operation_id
+    ).first()
+    if op is None or op.status != "STARTED":
+        return
+    parent_changes = ChangeSet(parent)
+    complete_chained_invoke(parent_changes, op, **child_outcome_for_parent(child))
+    commit_changes(parent_changes)
