@@ -1,0 +1,236 @@
+"""``manage.py durable``: the operator CLI and the production processes.
+
+Every subcommand is a thin call into ``executions`` services or selectors;
+errors print as ``Code: message`` and exit non-zero.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from executions import selectors, services
+from executions.errors import ServiceError
+from executions.models import Execution, Function
+
+Handler = Callable[[argparse.Namespace], Any]
+
+
+class Command(BaseCommand):
+    help = "Durable Console: functions, executions, callbacks, and the worker/scheduler processes."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        sub = parser.add_subparsers(dest="subcommand", required=True, parser_class=argparse.ArgumentParser)
+
+        functions = sub.add_parser("functions", help="Manage registered functions")
+        fsub = functions.add_subparsers(dest="functions_command", required=True)
+        register = fsub.add_parser("register", help="Register or update a function")
+        register.add_argument("name")
+        register.add_argument("handler", help="module.path:attribute")
+        register.add_argument("--plain", action="store_true", help="A plain (non-durable) function")
+        register.add_argument("--description", default="")
+        register.add_argument("--timeout", type=int, help="Execution timeout in seconds")
+        register.set_defaults(run=self.functions_register)
+        listing = fsub.add_parser("list", help="List registered functions")
+        listing.set_defaults(run=self.functions_list)
+
+        start = sub.add_parser("start", help="Start an execution; prints its ARN")
+        start.add_argument("function")
+        start.add_argument("--input", default="{}", help="JSON input")
+        start.add_argument("--name", help="Execution name (idempotency key)")
+        start.add_argument("--wait", type=float, metavar="SECONDS", help="Block until it ends")
+        start.set_defaults(run=self.start)
+
+        describe = sub.add_parser("describe", help="Execution and operations as JSON")
+        describe.add_argument("arn")
+        describe.set_defaults(run=self.describe)
+        history = sub.add_parser("history", help="History events as JSON")
+        history.add_argument("arn")
+        history.set_defaults(run=self.history)
+
+        callback = sub.add_parser("callback", help="Complete or heartbeat a callback")
+        csub = callback.add_subparsers(dest="callback_command", required=True)
+        succeed = csub.add_parser("succeed")
+        succeed.add_argument("callback_id")
+        succeed.add_argument("--result", default="", help="Raw result string")
+        succeed.set_defaults(run=self.callback_succeed)
+        fail = csub.add_parser("fail")
+        fail.add_argument("callback_id")
+        fail.add_argument("--error-type")
+        fail.add_argument("--error-message")
+        fail.set_defaults(run=self.callback_fail)
+        heartbeat = csub.add_parser("heartbeat")
+        heartbeat.add_argument("callback_id")
+        heartbeat.set_defaults(run=self.callback_heartbeat)
+
+        stop = sub.add_parser("stop", help="Stop an execution")
+        stop.add_argument("arn")
+        stop.add_argument("--reason", default="")
+        stop.set_defaults(run=self.stop)
+        for name, run in (("pause", self.pause), ("resume", self.resume)):
+            action = sub.add_parser(name, help=f"{name.capitalize()} an execution")
+            action.add_argument("arn")
+            action.set_defaults(run=run)
+
+        worker = sub.add_parser("worker", help="Run a Celery worker (production)")
+        worker.add_argument("--concurrency", type=int, default=2)
+        worker.add_argument("--loglevel", default="warning")
+        worker.set_defaults(run=self.worker)
+        scheduler = sub.add_parser("scheduler", help="Run the scheduler loop (production)")
+        scheduler.set_defaults(run=self.scheduler)
+        serve = sub.add_parser("serve", help="Web server (+ embedded worker and scheduler)")
+        serve.add_argument("--host", default="127.0.0.1")
+        serve.add_argument("--port", type=int, default=8000)
+        serve.add_argument(
+            "--no-embedded", action="store_true",
+            help="Web only; workers and scheduler run as their own processes",
+        )
+        serve.set_defaults(run=self.serve)
+        demo = sub.add_parser("demo-setup", help="Register demo functions; create the admin once")
+        demo.set_defaults(run=self.demo_setup)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        namespace = argparse.Namespace(**options)
+        try:
+            options["run"](namespace)
+        except ServiceError as exc:
+            raise CommandError(f"{exc.code}: {exc.message}") from exc
+
+    def emit(self, value: Any) -> None:
+        self.stdout.write(json.dumps(value, indent=2, default=str))
+
+    # --- functions -----------------------------------------------------------------
+    def functions_register(self, options: argparse.Namespace) -> None:
+        function = services.function_register(
+            name=options.name, handler=options.handler, durable=not options.plain,
+            description=options.description, execution_timeout=options.timeout,
+        )
+        self.stdout.write(f"{function.name} v{function.version} -> {function.handler}")
+
+    def functions_list(self, options: argparse.Namespace) -> None:
+        for function in Function.objects.all():
+            kind = "durable" if function.durable else "plain"
+            state = "" if function.enabled else " (disabled)"
+            self.stdout.write(f"{function.name}\tv{function.version}\t{kind}\t{function.handler}{state}")
+
+    # --- executions --------------------------------------------------------------------
+    def start(self, options: argparse.Namespace) -> None:
+        started = services.execution_start(
+            function=options.function, input_payload=options.input, name=options.name
+        )
+        arn = started.execution.arn
+        if options.wait is None:
+            self.stdout.write(arn)
+            return
+        self.stderr.write(arn)
+        execution = _wait_for_end(started.execution.pk, options.wait)
+        outcome = {"Status": execution.status, "Result": execution.result, "Error": execution.error}
+        self.stdout.write(json.dumps(outcome))
+        if execution.status != "SUCCEEDED":
+            sys.exit(1)
+
+    def describe(self, options: argparse.Namespace) -> None:
+        execution = selectors.execution_get(options.arn)
+        self.emit(
+            {
+                "Execution": selectors.execution_describe(execution),
+                "Operations": selectors.execution_operations(execution),
+            }
+        )
+
+    def history(self, options: argparse.Namespace) -> None:
+        execution = selectors.execution_get(options.arn)
+        events: list[dict[str, Any]] = []
+        marker = None
+        while True:
+            page = selectors.execution_history(execution, max_items=1000, marker=marker)
+            events += page["Events"]
+            if not (marker := page.get("NextMarker")):
+                break
+        self.emit({"Events": events})
+
+    def callback_succeed(self, options: argparse.Namespace) -> None:
+        services.callback_succeed(options.callback_id, options.result)
+        self.stdout.write("callback succeeded")
+
+    def callback_fail(self, options: argparse.Namespace) -> None:
+        error = {
+            key: value
+            for key, value in (("ErrorType", options.error_type), ("ErrorMessage", options.error_message))
+            if value is not None
+        }
+        services.callback_fail(options.callback_id, error or None)
+        self.stdout.write("callback failed")
+
+    def callback_heartbeat(self, options: argparse.Namespace) -> None:
+        services.callback_heartbeat(options.callback_id)
+        self.stdout.write("heartbeat recorded")
+
+    def stop(self, options: argparse.Namespace) -> None:
+        error = {"ErrorMessage": options.reason} if options.reason else None
+        stopped_at = services.execution_stop(options.arn, error)
+        self.stdout.write(f"stopped at {stopped_at.isoformat()}")
+
+    def pause(self, options: argparse.Namespace) -> None:
+        services.execution_pause(options.arn)
+        self.stdout.write("paused")
+
+    def resume(self, options: argparse.Namespace) -> None:
+        services.execution_resume(options.arn)
+        self.stdout.write("resumed")
+
+    # --- processes -----------------------------------------------------------------------
+    def worker(self, options: argparse.Namespace) -> None:
+        if not settings.CELERY_BROKER_URL:
+            raise CommandError("CELERY_BROKER_URL is not set; `durable serve` runs embedded workers")
+        from durable_console.celery import app
+
+        app.worker_main(
+            ["worker", f"--concurrency={options.concurrency}", f"--loglevel={options.loglevel}",
+             "--without-gossip", "--without-mingle", "--without-heartbeat"]
+        )
+
+    def scheduler(self, options: argparse.Namespace) -> None:
+        from executions.scheduler import run_forever
+
+        stop = _stop_on_signals()
+        self.stdout.write("scheduler running; Ctrl-C stops it")
+        run_forever(stop)
+
+    def serve(self, options: argparse.Namespace) -> None:
+        from durable_console.serve import serve
+
+        serve(host=options.host, port=options.port, embedded=not options.no_embedded)
+
+    def demo_setup(self, options: argparse.Namespace) -> None:
+        from durable_console.bootstrap import demo_setup
+
+        for line in demo_setup():
+            self.stdout.write(line)
+
+
+def _wait_for_end(execution_id: int, timeout: float) -> Execution:
+    deadline = time.monotonic() + timeout
+    while True:
+        execution = Execution.objects.get(pk=execution_id)
+        if execution.is_terminal:
+            return execution
+        if time.monotonic() > deadline:
+            raise CommandError(f"Execution still {execution.status} after {timeout:g} s: {execution.arn}")
+        time.sleep(0.1)  # polling the database row; the wait has a deadline
+
+
+def _stop_on_signals() -> threading.Event:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    return stop
