@@ -23,7 +23,7 @@ from aws_durable_execution_sdk_python.execution import (
 )
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
 from django.conf import settings
-from django.db import close_old_connections
+from django.db import connections
 
 from executions import services
 from executions.client import DatabaseServiceClient
@@ -69,7 +69,7 @@ class Invoker:
         self._client = DatabaseServiceClient(self._db_thread)
 
     def close(self) -> None:
-        self._db_thread.submit(close_old_connections).result()
+        self._db_thread.submit(connections.close_all).result()
         self._db_thread.shutdown(wait=True)
 
     def _db(self, fn: Any, *args: Any, **kwargs: Any) -> Any:
