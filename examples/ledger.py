@@ -16,17 +16,20 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import close_old_connections, connections
+from django.db import OperationalError, close_old_connections, connections, transaction
 
 from examples.models import LedgerEntry
 
 T = TypeVar("T")
 
 THREAD_NAME = "examples-ledger"
+# Back-off before retrying a statement SQLite refused with "locked" (about 5 s in all).
+LOCKED_RETRY_DELAYS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05) + (0.1,) * 48
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -53,6 +56,16 @@ def _executor() -> ThreadPoolExecutor:
 def _fresh(fn: Callable[..., T], *args: Any) -> T:
     # Drop a connection that broke or outlived CONN_MAX_AGE, as a request would.
     close_old_connections()
+    for delay in LOCKED_RETRY_DELAYS:
+        try:
+            return fn(*args)
+        except OperationalError as error:
+            # SQLite's shared-cache mode (the in-memory test database) reports a
+            # busy table at once instead of waiting out busy_timeout. The
+            # statement did not run, so it is safe to try again shortly.
+            if "locked" not in str(error):
+                raise
+            time.sleep(delay)
     return fn(*args)
 
 
@@ -82,8 +95,10 @@ def _count(service: str, action: str, key: str | None) -> int:
 
 
 def _attempt(service: str, key: str) -> int:
-    _create(service, LedgerEntry.ATTEMPT, key, {})
-    return _count(service, LedgerEntry.ATTEMPT, key)
+    # One transaction, so a "locked" retry never records the attempt twice.
+    with transaction.atomic():
+        _create(service, LedgerEntry.ATTEMPT, key, {})
+        return _count(service, LedgerEntry.ATTEMPT, key)
 
 
 def _data(service: str, action: str, key: str) -> list[dict[str, Any]]:

@@ -16,6 +16,7 @@ from django.db.models import Min
 
 from executions import clock
 from executions.models import Execution, HistoryEvent, Operation
+from executions.rows import rows
 
 OPERATION_UPDATE_FIELDS = [
     "status",
@@ -123,14 +124,12 @@ class ChangeSet:
 
     # --- persistence --------------------------------------------------------------
     def flush(self, *, extra_fields: tuple[str, ...] = ()) -> None:
-        if self.created:
-            Operation.objects.bulk_create(list(self.created.values()))
-        if self.modified:
-            Operation.objects.bulk_update(list(self.modified.values()), OPERATION_UPDATE_FIELDS)
-        if self.events:
-            HistoryEvent.objects.bulk_create(self.events)
+        operations = rows(Operation)
+        operations.insert(self.created.values())
+        operations.update(self.modified.values(), OPERATION_UPDATE_FIELDS)
+        rows(HistoryEvent).insert(self.events)
         self._update_wake_at()
-        self.execution.save(update_fields=[*EXECUTION_FLUSH_FIELDS, *extra_fields])
+        rows(Execution).update([self.execution], [*EXECUTION_FLUSH_FIELDS, *extra_fields])
 
     def _update_wake_at(self) -> None:
         execution = self.execution

@@ -23,6 +23,7 @@ from executions.errors import (
 )
 from executions.functions import function_resolve
 from executions.models import Execution, ExecutionStatus, Function, Operation
+from executions.rows import rows
 from executions.starts import create_execution
 from executions.tokens import CheckpointToken, decode_marker, encode_marker
 from executions.transitions import (
@@ -75,10 +76,10 @@ def checkpoint(
 
 
 def lock_execution(arn: str) -> Execution:
-    execution = Execution.objects.select_for_update().filter(arn=arn).first()
-    if execution is None:
+    found = rows(Execution).select("arn = %s", [arn], for_update=True)
+    if not found:
         raise ResourceNotFound(f"Durable execution not found: {arn}")
-    return execution
+    return found[0]
 
 
 def _check_token(execution: Execution, token: str) -> None:
@@ -140,10 +141,11 @@ def _load_operations(execution: Execution, updates: list[Any]) -> dict[str, Oper
                 )
     if not ids:
         return {}
-    return {
-        op.operation_id: op
-        for op in Operation.objects.filter(execution=execution, operation_id__in=ids)
-    }
+    placeholders = ", ".join(["%s"] * len(ids))
+    found = rows(Operation).select(
+        f"execution_id = %s AND operation_id IN ({placeholders})", [execution.pk, *ids]
+    )
+    return {op.operation_id: op for op in found}
 
 
 def _stored(op: Operation) -> StoredOp:

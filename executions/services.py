@@ -28,6 +28,7 @@ from executions.errors import (
 )
 from executions.functions import function_register, function_resolve
 from executions.models import Execution, ExecutionStatus, Invocation, Operation
+from executions.rows import rows
 from executions.starts import StartResult, execution_start
 from executions.transitions import (
     close_execution,
@@ -87,6 +88,11 @@ class InvocationInput:
     tenant_id: str
 
 
+def lock_execution_by_pk(execution_id: int) -> Execution | None:
+    found = rows(Execution).select("id = %s", [execution_id], for_update=True)
+    return found[0] if found else None
+
+
 def invocation_begin(
     execution_id: int, *, worker: str, ts: TimestampFormat = as_datetime
 ) -> InvocationInput | None:
@@ -96,7 +102,7 @@ def invocation_begin(
     state. Due timers are completed first, so the handler sees them.
     """
     with transaction.atomic():
-        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        execution = lock_execution_by_pk(execution_id)
         now = clock.now()
         if execution is None or not _invocation_due(execution, now):
             return None
@@ -158,7 +164,9 @@ def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[st
     limit = settings.DURABLE_STATE_PAGE_SIZE
     budget = settings.DURABLE_INVOCATION_PAGE_BYTES
     page: list[dict[str, Any]] = []
-    for op in Operation.objects.filter(execution=execution).order_by("position")[: limit + 1]:
+    for op in rows(Operation).select(
+        "execution_id = %s", [execution.pk], order_by="position", limit=limit + 1
+    ):
         size = 256 + sum(len(v or "") for v in (op.input_payload, op.result))
         if len(page) == limit or (page and size > budget):
             return page, encode_marker(len(page))
@@ -190,7 +198,7 @@ def invocation_finish(
     the handler raised instead (a Lambda function error, retried with backoff).
     """
     with transaction.atomic():
-        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        execution = lock_execution_by_pk(execution_id)
         if execution is None:
             return
         record = Invocation.objects.filter(execution=execution, number=invocation).first()

@@ -84,6 +84,7 @@ class Command(BaseCommand):
         worker = sub.add_parser("worker", help="Run a Celery worker (production)")
         worker.add_argument("--concurrency", type=int, default=2)
         worker.add_argument("--loglevel", default="warning")
+        worker.add_argument("--pool", default="prefork", help="Celery pool: prefork, solo, threads")
         worker.set_defaults(run=self.worker)
         scheduler = sub.add_parser("scheduler", help="Run the scheduler loop (production)")
         scheduler.set_defaults(run=self.scheduler)
@@ -196,6 +197,7 @@ class Command(BaseCommand):
 
         app.worker_main(
             ["worker", f"--concurrency={options.concurrency}", f"--loglevel={options.loglevel}",
+             f"--pool={options.pool}",
              "--without-gossip", "--without-mingle", "--without-heartbeat"]
         )
 

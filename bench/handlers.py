@@ -1,0 +1,16 @@
+"""Handlers the benchmarks run: no-op steps, so what is measured is the engine."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def steps(event: dict[str, Any], context: DurableContext) -> int:
+    """``event["steps"]`` sequential no-op steps."""
+    total = 0
+    for index in range(int(event.get("steps", 20))):
+        total += context.step(lambda _, index=index: index, name=f"step-{index}")
+    return total
