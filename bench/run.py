@@ -41,7 +41,9 @@ def main() -> None:
 
     with start_postgres(fsync=True, settings={"shared_buffers": "256MB"}) as pg, start_redis() as redis:
         os.environ.update(
-            DATABASE_URL=pg.url, CELERY_BROKER_URL=redis.url, REDIS_URL=redis.url,
+            DATABASE_URL=pg.url,
+            CELERY_BROKER_URL=redis.url,
+            REDIS_URL=redis.url,
             DJANGO_SETTINGS_MODULE="durable_console.settings",
             DURABLE_VAR_DIR=str(Path(pg.data_dir).parent / "var"),
         )
@@ -89,7 +91,9 @@ def per_step(runs: int) -> dict[str, Any]:
         for steps in (0, 20):
             commits = _commits()
             wall, cpu = time.perf_counter(), time.process_time()
-            started = services.execution_start(function="bench-steps", input_payload=json.dumps({"steps": steps}))
+            started = services.execution_start(
+                function="bench-steps", input_payload=json.dumps({"steps": steps})
+            )
             invoker.run_execution(started.execution.pk)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
             if round_index >= 5:  # warm-up rounds are not counted
@@ -145,12 +149,20 @@ def throughput(executions: int, workers: int) -> dict[str, Any]:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     manage = [sys.executable, str(REPO / "manage.py"), "durable"]
     processes = [
-        subprocess.Popen([*manage, "worker", "--concurrency", "1", "--pool", "solo"], env=env, cwd=REPO,
-                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.Popen(
+            [*manage, "worker", "--concurrency", "1", "--pool", "solo"],
+            env=env,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         for _ in range(workers)
     ]
-    processes.append(subprocess.Popen([*manage, "scheduler"], env=env, cwd=REPO,
-                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+    processes.append(
+        subprocess.Popen(
+            [*manage, "scheduler"], env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+    )
     try:
         _warm_up(services, Execution)
         began = time.perf_counter()

@@ -27,6 +27,8 @@ def serve(*, host: str, port: int, embedded: bool = True) -> None:
     print(f"Durable Console on http://{host}:{port}/ ({mode}); Ctrl-C stops it", flush=True)
     try:
         uvicorn.Server(config).run()
+    except KeyboardInterrupt:
+        pass  # uvicorn already shut the server down; stop the rest below
     finally:
         stop.set()
         if scheduler is not None:

@@ -100,9 +100,7 @@ class ChangeSet:
         return [op for op in self.pending_operations() if op.touched_seq > self.start_seq]
 
     # --- history --------------------------------------------------------------
-    def event(
-        self, event_type: str, op: Operation | None = None, **details: Any
-    ) -> HistoryEvent:
+    def event(self, event_type: str, op: Operation | None = None, **details: Any) -> HistoryEvent:
         self.execution.event_count += 1
         event = HistoryEvent(
             execution=self.execution,

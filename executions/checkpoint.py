@@ -1,4 +1,4 @@
-"""CheckpointDurableExecution and GetDurableExecutionState (CONTRACT.md §1.4–§2.6).
+"""CheckpointDurableExecution and GetDurableExecutionState (CONTRACT.md §1.4 to §2.6).
 
 One checkpoint call is one transaction: lock the execution row, check the
 token, validate the batch, apply it, complete due timers, compute the delta
@@ -69,8 +69,7 @@ def checkpoint(
         extra = ["checkpoint_seq"]
         if client_token:
             _remember(execution, client_token, token, _response(execution, delta, as_epoch_seconds))
-            extra += ["last_client_token", "last_inbound_token", "last_response",
-                      "last_client_token_at"]
+            extra += ["last_client_token", "last_inbound_token", "last_response", "last_client_token_at"]
         commit_changes(changes, extra_fields=tuple(extra))
     return response
 
@@ -95,14 +94,10 @@ def _check_token(execution: Execution, token: str) -> None:
 
 
 def current_token(execution: Execution) -> str:
-    return CheckpointToken(
-        execution.pk, execution.invocation_count, execution.checkpoint_seq
-    ).encode()
+    return CheckpointToken(execution.pk, execution.invocation_count, execution.checkpoint_seq).encode()
 
 
-def _cached_response(
-    execution: Execution, client_token: str | None, token: str
-) -> dict[str, Any] | None:
+def _cached_response(execution: Execution, client_token: str | None, token: str) -> dict[str, Any] | None:
     if not client_token:
         return None
     if not 1 <= len(client_token) <= 64 or not all(33 <= ord(c) <= 126 for c in client_token):
@@ -136,8 +131,7 @@ def _load_operations(execution: Execution, updates: list[Any]) -> dict[str, Oper
         for update in updates:
             if isinstance(update, dict):
                 ids.update(
-                    value for value in (update.get("Id"), update.get("ParentId"))
-                    if isinstance(value, str)
+                    value for value in (update.get("Id"), update.get("ParentId")) if isinstance(value, str)
                 )
     if not ids:
         return {}
@@ -245,9 +239,7 @@ def _apply_wait(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> No
     op.wait_seconds = seconds
     op.scheduled_end_at = changes.now + datetime.timedelta(seconds=seconds)
     changes.set_timer(op, op.scheduled_end_at)
-    changes.event(
-        "WaitStarted", op, Duration=seconds, ScheduledEndTimestamp=epoch(op.scheduled_end_at)
-    )
+    changes.event("WaitStarted", op, Duration=seconds, ScheduledEndTimestamp=epoch(op.scheduled_end_at))
 
 
 def _apply_callback(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
@@ -266,7 +258,10 @@ def _apply_callback(changes: ChangeSet, op: Operation, update: dict[str, Any]) -
     changes.set_timer(op, next_callback_deadline(op))
     # Only the seed is stored; the id is derived again when the event is read.
     changes.event(
-        "CallbackStarted", op, CallbackSeed=op.callback_seed, Timeout=timeout,
+        "CallbackStarted",
+        op,
+        CallbackSeed=op.callback_seed,
+        Timeout=timeout,
         HeartbeatTimeout=heartbeat,
     )
 
@@ -349,9 +344,9 @@ def _delta(changes: ChangeSet, seen_before: int) -> list[Operation]:
     """Operations the handler has not seen: this batch plus asynchronous changes."""
     touched = {op.operation_id: op for op in changes.touched_operations()}
     if seen_before < changes.start_seq:
-        for op in Operation.objects.filter(
-            execution=changes.execution, touched_seq__gt=seen_before
-        ).exclude(operation_id__in=list(touched)):
+        for op in Operation.objects.filter(execution=changes.execution, touched_seq__gt=seen_before).exclude(
+            operation_id__in=list(touched)
+        ):
             touched[op.operation_id] = op
     return sorted(touched.values(), key=lambda op: op.position)
 
@@ -384,7 +379,9 @@ def get_state(
     _check_token(execution, token)
     offset = decode_marker(marker) if marker else 0
     limit = page_limit(max_items)
-    ops = list(Operation.objects.filter(execution=execution).order_by("position")[offset : offset + limit + 1])
+    ops = list(
+        Operation.objects.filter(execution=execution).order_by("position")[offset : offset + limit + 1]
+    )
     response: dict[str, Any] = {
         "Operations": [operation_to_wire(op, ts) for op in ops[:limit]],
     }

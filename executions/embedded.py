@@ -26,8 +26,7 @@ class EmbeddedWorkerPool:
         self._queued: set[tuple[str, object]] = set()
         self._lock = threading.Lock()
         self._threads = [
-            threading.Thread(target=self._work, name=f"durable-worker-{i}", daemon=True)
-            for i in range(size)
+            threading.Thread(target=self._work, name=f"durable-worker-{i}", daemon=True) for i in range(size)
         ]
 
     def start(self) -> EmbeddedWorkerPool:

@@ -65,19 +65,19 @@ def function_resolve(reference: str) -> tuple[Function, str | None]:
     function = Function.objects.filter(name=parsed.name).first()
     if function is None:
         raise ResourceNotFound(f"Function not found: {reference}.")
-    if parsed.qualifier and parsed.qualifier not in {"$LATEST", "$LATEST.PUBLISHED"}:
-        if not parsed.qualifier.isdigit() or not function.versions.filter(
-            version=int(parsed.qualifier)
-        ).exists():
-            raise ResourceNotFound(f"Function not found: {reference}.")
+    if parsed.qualifier and not _qualifier_exists(function, parsed.qualifier):
+        raise ResourceNotFound(f"Function not found: {reference}.")
     return function, parsed.qualifier
 
 
+def _qualifier_exists(function: Function, qualifier: str) -> bool:
+    if qualifier in {"$LATEST", "$LATEST.PUBLISHED"}:
+        return True
+    return qualifier.isdigit() and function.versions.filter(version=int(qualifier)).exists()
+
+
 def function_arn(function: Function, qualifier: str | None = None) -> str:
-    base = (
-        f"arn:aws:lambda:{settings.DURABLE_REGION}:{settings.DURABLE_ACCOUNT_ID}"
-        f":function:{function.name}"
-    )
+    base = f"arn:aws:lambda:{settings.DURABLE_REGION}:{settings.DURABLE_ACCOUNT_ID}:function:{function.name}"
     return f"{base}:{qualifier}" if qualifier else base
 
 
@@ -120,8 +120,13 @@ def function_register(
     function = Function.objects.select_for_update().filter(name=name).first()
     if function is None:
         function = Function.objects.create(
-            name=name, handler=handler, durable=durable, description=description,
-            execution_timeout=timeout, retention_days=retention_days or 14, enabled=enabled,
+            name=name,
+            handler=handler,
+            durable=durable,
+            description=description,
+            execution_timeout=timeout,
+            retention_days=retention_days or 14,
+            enabled=enabled,
         )
         FunctionVersion.objects.create(function=function, version=1, handler=handler)
         return function

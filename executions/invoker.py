@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_durable_execution_sdk_python import state as sdk_state
 from aws_durable_execution_sdk_python.execution import (
     DurableExecutionInvocationInputWithClient,
     InitialExecutionState,
 )
-from aws_durable_execution_sdk_python import state as sdk_state
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
 from django.conf import settings
 from django.db import connections

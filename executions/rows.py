@@ -103,9 +103,7 @@ def _converters_for(model: type[models.Model], vendor: str) -> list[tuple[int, l
     result = []
     for index, field in enumerate(model._meta.concrete_fields):
         expression = field.get_col(model._meta.db_table)
-        functions = connection.ops.get_db_converters(expression) + expression.get_db_converters(
-            connection
-        )
+        functions = connection.ops.get_db_converters(expression) + expression.get_db_converters(connection)
         if functions:
             result.append((index, functions, expression))
     return result

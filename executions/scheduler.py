@@ -42,9 +42,7 @@ def _expire_leases(now: datetime.datetime) -> int:
 
 
 def _fire_timers(now: datetime.datetime) -> int:
-    due = Execution.objects.filter(wake_at__lte=now, status__in=ACTIVE).values_list(
-        "pk", flat=True
-    )[:BATCH]
+    due = Execution.objects.filter(wake_at__lte=now, status__in=ACTIVE).values_list("pk", flat=True)[:BATCH]
     return sum(services.timers_fire_due(pk) for pk in list(due))
 
 

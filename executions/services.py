@@ -26,7 +26,7 @@ from executions.errors import (
     ResourceConflict,
     ResourceNotFound,
 )
-from executions.functions import function_register, function_resolve
+from executions.functions import function_register
 from executions.models import Execution, ExecutionStatus, Invocation, Operation
 from executions.rows import rows
 from executions.starts import StartResult, execution_start
@@ -123,13 +123,21 @@ def invocation_begin(
         execution.seen_seq = execution.change_seq
         request_id = str(uuid.uuid4())
         Invocation.objects.create(
-            execution=execution, number=execution.invocation_count, request_id=request_id,
-            worker=worker, started_at=now,
+            execution=execution,
+            number=execution.invocation_count,
+            request_id=request_id,
+            worker=worker,
+            started_at=now,
         )
         commit_changes(
             changes,
-            extra_fields=("invocation_count", "checkpoint_seq", "lease_owner", "lease_expires_at",
-                          "dispatched_at"),
+            extra_fields=(
+                "invocation_count",
+                "checkpoint_seq",
+                "lease_owner",
+                "lease_expires_at",
+                "dispatched_at",
+            ),
         )
         operations, next_marker = _first_page(execution, ts)
         return InvocationInput(
@@ -179,9 +187,9 @@ def lease_renew(execution_id: int, invocation: int, worker: str) -> bool:
     """Extend a running invocation's lease; False if it was lost."""
     expires = clock.now() + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
     return bool(
-        Execution.objects.filter(
-            pk=execution_id, invocation_count=invocation, lease_owner=worker
-        ).update(lease_expires_at=expires)
+        Execution.objects.filter(pk=execution_id, invocation_count=invocation, lease_owner=worker).update(
+            lease_expires_at=expires
+        )
     )
 
 
@@ -222,8 +230,7 @@ def invocation_finish(
             _apply_outcome(changes, output, raised)
         commit_changes(
             changes,
-            extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures",
-                          "invalid_pending_count"),
+            extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures", "invalid_pending_count"),
         )
 
 
@@ -349,9 +356,7 @@ def invocation_expire(execution_id: int) -> bool:
                 close_execution(changes, ExecutionStatus.FAILED, error=error)
             else:
                 request_invocation(changes)
-        commit_changes(
-            changes, extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures")
-        )
+        commit_changes(changes, extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures"))
         return True
 
 
@@ -369,9 +374,7 @@ def timers_fire_due(execution_id: int) -> bool:
     or another scheduler) completes the same timers itself.
     """
     with transaction.atomic():
-        execution = (
-            Execution.objects.select_for_update(skip_locked=True).filter(pk=execution_id).first()
-        )
+        execution = Execution.objects.select_for_update(skip_locked=True).filter(pk=execution_id).first()
         if execution is None:
             return False
         changes = ChangeSet(execution)
@@ -433,9 +436,7 @@ def callback_heartbeat(callback_id: str) -> None:
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
         if op.callback_heartbeat_timeout:
-            op.callback_heartbeat_at = changes.now + datetime.timedelta(
-                seconds=op.callback_heartbeat_timeout
-            )
+            op.callback_heartbeat_at = changes.now + datetime.timedelta(seconds=op.callback_heartbeat_timeout)
             changes.set_timer(op, next_callback_deadline(op))
             changes.recompute_wake = True
             changes.save_quietly(op)
@@ -443,7 +444,11 @@ def callback_heartbeat(callback_id: str) -> None:
 
 
 def _complete_callback(
-    changes: ChangeSet, op: Operation, status: str, *, result: str | None = None,
+    changes: ChangeSet,
+    op: Operation,
+    status: str,
+    *,
+    result: str | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
     op.status = status
@@ -465,7 +470,9 @@ def _complete_callback(
 def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None:
     """Claim a plain target's single call (compare-and-set), or None if already claimed."""
     claimed = Operation.objects.filter(
-        execution_id=execution_id, operation_id=operation_id, invoke_dispatch_pending=True,
+        execution_id=execution_id,
+        operation_id=operation_id,
+        invoke_dispatch_pending=True,
         status="STARTED",
     ).update(invoke_dispatch_pending=False)
     if not claimed:
@@ -474,7 +481,10 @@ def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None
 
 
 def plain_invoke_complete(
-    execution_id: int, operation_id: str, *, result: str | None = None,
+    execution_id: int,
+    operation_id: str,
+    *,
+    result: str | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
     with transaction.atomic():
@@ -487,7 +497,9 @@ def plain_invoke_complete(
             complete_chained_invoke(changes, op, status="FAILED", error=error)
         elif result is not None and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
             complete_chained_invoke(
-                changes, op, status="FAILED",
+                changes,
+                op,
+                status="FAILED",
                 error={"ErrorMessage": "Chained invoke output exceeds 1 MiB"},
             )
         else:
@@ -517,9 +529,7 @@ def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.da
         return changes.now
 
 
-def execution_pause(
-    arn: str, *, reason: str | None = None, timeout_paused: bool = False
-) -> None:
+def execution_pause(arn: str, *, reason: str | None = None, timeout_paused: bool = False) -> None:
     """PauseDurableExecution: no invocations while paused; timers and callbacks go on."""
     with transaction.atomic():
         execution = lock_execution(arn)

@@ -54,9 +54,7 @@ def execution_start(
     if execution is None:
         existing = Execution.objects.get(function=registered, name=name)
         if existing.input_payload != payload:
-            raise DurableExecutionAlreadyStarted(
-                f"Execution {name} already started with a different input"
-            )
+            raise DurableExecutionAlreadyStarted(f"Execution {name} already started with a different input")
         return StartResult(existing, created=False)
     return StartResult(execution, created=True)
 

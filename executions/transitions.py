@@ -88,9 +88,7 @@ def complete_due_timers(changes: ChangeSet) -> bool:
     if execution.timeout_at and execution.timeout_at <= changes.now:
         timeout_execution(changes)
         return True
-    due = Operation.objects.filter(execution=execution, timer_at__lte=changes.now).order_by(
-        "position"
-    )
+    due = Operation.objects.filter(execution=execution, timer_at__lte=changes.now).order_by("position")
     fired = False
     for op in due:
         op = changes.modified.get(op.operation_id, op)
@@ -228,9 +226,7 @@ def notify_parent(child: Execution) -> None:
     parent = Execution.objects.select_for_update().filter(pk=child.parent_id).first()
     if parent is None or parent.is_terminal:
         return
-    op = Operation.objects.filter(
-        execution=parent, operation_id=child.parent_operation_id
-    ).first()
+    op = Operation.objects.filter(execution=parent, operation_id=child.parent_operation_id).first()
     if op is None or op.status != "STARTED":
         return
     parent_changes = ChangeSet(parent)

@@ -69,7 +69,7 @@ RESULTING_STATUS: Mapping[tuple[str, str], str] = {
 class StoredOp:
     """The fields of a stored operation the validator needs."""
 
-    __slots__ = ("type", "sub_type", "name", "parent_id", "status")
+    __slots__ = ("name", "parent_id", "status", "sub_type", "type")
 
     def __init__(self, type: str, sub_type: str, name: str, parent_id: str, status: str) -> None:
         self.type = type
@@ -125,9 +125,7 @@ def _validate_shape(update: Any) -> None:
     if payload is not None and not isinstance(payload, str):
         raise InvalidParameterValue("Payload must be a string")
     if payload is not None and op_type != "EXECUTION" and len(payload.encode()) > MAX_PAYLOAD_BYTES:
-        raise InvalidParameterValue(
-            f"Payload of operation {op_id} exceeds {MAX_PAYLOAD_BYTES} bytes"
-        )
+        raise InvalidParameterValue(f"Payload of operation {op_id} exceeds {MAX_PAYLOAD_BYTES} bytes")
     if "Error" in update and update["Error"] is not None:
         _validate_error_object(update["Error"])
 
@@ -179,9 +177,7 @@ def _validate_duplicate(update: dict[str, Any], seen_in_batch: Mapping[str, str]
         raise InvalidParameterValue(f"Cannot update the same operation twice: {op_id}")
 
 
-def _validate_parent(
-    update: dict[str, Any], types: Mapping[str, str], projected: Mapping[str, str]
-) -> None:
+def _validate_parent(update: dict[str, Any], types: Mapping[str, str], projected: Mapping[str, str]) -> None:
     parent_id = update.get("ParentId")
     if parent_id is None:
         return
@@ -190,8 +186,12 @@ def _validate_parent(
 
 
 def _validate_metadata(update: dict[str, Any], stored: StoredOp) -> None:
-    checks = (("Type", stored.type), ("SubType", stored.sub_type), ("Name", stored.name),
-              ("ParentId", stored.parent_id))
+    checks = (
+        ("Type", stored.type),
+        ("SubType", stored.sub_type),
+        ("Name", stored.name),
+        ("ParentId", stored.parent_id),
+    )
     for key, stored_value in checks:
         if key in update and update[key] is not None and update[key] != stored_value:
             raise InvalidParameterValue(

@@ -104,15 +104,18 @@ def event_to_wire(
 
 
 _TIMESTAMP_KEYS = frozenset(
-    {"ScheduledEndTimestamp", "StartTimestamp", "EndTimestamp", "PauseRequestTimestamp",
-     "ResumeRequestTimestamp"}
+    {
+        "ScheduledEndTimestamp",
+        "StartTimestamp",
+        "EndTimestamp",
+        "PauseRequestTimestamp",
+        "ResumeRequestTimestamp",
+    }
 )
 _PAYLOAD_KEYS = frozenset({"Input", "Result", "Error", "Reason"})
 
 
-def _event_details(
-    details: dict[str, Any], ts: TimestampFormat, include_data: bool
-) -> dict[str, Any]:
+def _event_details(details: dict[str, Any], ts: TimestampFormat, include_data: bool) -> dict[str, Any]:
     """Stored details keep timestamps as epoch seconds and payloads in wrappers."""
     rendered: dict[str, Any] = {}
     for key, value in details.items():

@@ -407,7 +407,7 @@ def start_postgres(
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(signal.SIGQUIT),  # noqa: PLW1509 (only prctl)
+                    preexec_fn=_die_with_parent(signal.SIGQUIT),
                     **user_kwargs,
                 )
             try:
@@ -545,7 +545,7 @@ def start_redis(*, base_dir: str | None = None, timeout: float = 30.0) -> RedisS
                     stdout=log,
                     stderr=subprocess.STDOUT,
                     start_new_session=True,
-                    preexec_fn=_die_with_parent(signal.SIGTERM),  # noqa: PLW1509 (only prctl)
+                    preexec_fn=_die_with_parent(signal.SIGTERM),
                 )
             try:
                 _wait(

@@ -52,70 +52,128 @@ def running() -> dict[str, Any]:
 def snapshot(pk: int) -> tuple[Any, ...]:
     execution = Execution.objects.get(pk=pk)
     ops = sorted(
-        Operation.objects.filter(execution_id=pk).values_list("operation_id", "status", "attempt", "touched_seq")
+        Operation.objects.filter(execution_id=pk).values_list(
+            "operation_id", "status", "attempt", "touched_seq"
+        )
     )
     return (
-        execution.checkpoint_seq, execution.change_seq, execution.seen_seq, execution.status,
-        execution.event_count, HistoryEvent.objects.filter(execution_id=pk).count(), tuple(ops),
+        execution.checkpoint_seq,
+        execution.change_seq,
+        execution.seen_seq,
+        execution.status,
+        execution.event_count,
+        HistoryEvent.objects.filter(execution_id=pk).count(),
+        tuple(ops),
     )
 
 
 INVALID_BATCHES: list[tuple[str, list[dict[str, Any]], str]] = [
-    ("two execution updates",
-     [{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"},
-      {"Id": "y", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"}],
-     "multiple EXECUTION updates"),
-    ("execution update not last",
-     [{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"}, step("SUCCEED", "t" * 64)],
-     "must be the last update"),
-    ("duplicate non-start pair",
-     [step("SUCCEED", "u" * 64, Payload="1"), step("SUCCEED", "u" * 64, Payload="1")],
-     "same operation twice"),
-    ("duplicate wait start",
-     [{"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 5}},
-      {"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 5}}],
-     "same operation twice"),
+    (
+        "two execution updates",
+        [
+            {"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"},
+            {"Id": "y", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"},
+        ],
+        "multiple EXECUTION updates",
+    ),
+    (
+        "execution update not last",
+        [{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Payload": "1"}, step("SUCCEED", "t" * 64)],
+        "must be the last update",
+    ),
+    (
+        "duplicate non-start pair",
+        [step("SUCCEED", "u" * 64, Payload="1"), step("SUCCEED", "u" * 64, Payload="1")],
+        "same operation twice",
+    ),
+    (
+        "duplicate wait start",
+        [
+            {"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 5}},
+            {"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 5}},
+        ],
+        "same operation twice",
+    ),
     ("parent does not exist", [step("START", "v" * 64, ParentId="n" * 64)], "Invalid parent"),
     ("parent is a step", [step("START", "v" * 64, ParentId=STEP)], "Invalid parent"),
     ("name changed", [step("SUCCEED", Name="other", Payload="1")], "Inconsistent operation metadata"),
     ("subtype changed", [step("SUCCEED", SubType="Custom", Payload="1")], "Inconsistent operation metadata"),
-    ("type changed", [{"Id": STEP, "Type": "CONTEXT", "Action": "SUCCEED", "Name": "work"}],
-     "Inconsistent operation metadata"),
+    (
+        "type changed",
+        [{"Id": STEP, "Type": "CONTEXT", "Action": "SUCCEED", "Name": "work"}],
+        "Inconsistent operation metadata",
+    ),
     ("error too large", [step("FAIL", Error={"ErrorMessage": "x" * 40_000})], "Error exceeds"),
     ("payload too large", [step("SUCCEED", Payload="x" * (1024 * 1024 + 1))], "exceeds"),
-    ("invoke payload too large",
-     [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START", "Payload": "x" * (1024 * 1024 + 1),
-       "ChainedInvokeOptions": {"FunctionName": "idle"}}], "exceeds"),
+    (
+        "invoke payload too large",
+        [
+            {
+                "Id": "i",
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "Payload": "x" * (1024 * 1024 + 1),
+                "ChainedInvokeOptions": {"FunctionName": "idle"},
+            }
+        ],
+        "exceeds",
+    ),
     ("action not valid for type", [{"Id": "w", "Type": "WAIT", "Action": "SUCCEED"}], "Invalid action"),
     ("callback succeed", [{"Id": "k", "Type": "CALLBACK", "Action": "SUCCEED"}], "Invalid action"),
     ("unknown type", [{"Id": "k", "Type": "TIMER", "Action": "START"}], "Invalid operation Type"),
     ("step start when started", [step("START")], "in state STARTED"),
     ("retry without options", [step("RETRY", Error={"ErrorMessage": "e"})], "StepOptions is required"),
-    ("retry with error and payload",
-     [step("RETRY", Error={"ErrorMessage": "e"}, Payload="1", StepOptions={"NextAttemptDelaySeconds": 1})],
-     "both Error and Payload"),
+    (
+        "retry with error and payload",
+        [step("RETRY", Error={"ErrorMessage": "e"}, Payload="1", StepOptions={"NextAttemptDelaySeconds": 1})],
+        "both Error and Payload",
+    ),
     ("fail with payload", [step("FAIL", Payload="1")], "Cannot provide a Payload"),
     ("succeed with error", [step("SUCCEED", Error={"ErrorMessage": "e"})], "Cannot provide an Error"),
-    ("context started twice",
-     [{"Id": CTX, "Type": "CONTEXT", "Action": "START", "SubType": "RunInChildContext", "Name": "ctx"}],
-     "in state STARTED"),
+    (
+        "context started twice",
+        [{"Id": CTX, "Type": "CONTEXT", "Action": "START", "SubType": "RunInChildContext", "Name": "ctx"}],
+        "in state STARTED",
+    ),
     ("wait without seconds", [{"Id": "w", "Type": "WAIT", "Action": "START"}], "WaitOptions is required"),
-    ("wait zero seconds", [{"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 0}}],
-     "WaitSeconds must be"),
+    (
+        "wait zero seconds",
+        [{"Id": "w", "Type": "WAIT", "Action": "START", "WaitOptions": {"WaitSeconds": 0}}],
+        "WaitSeconds must be",
+    ),
     ("wait cancel when absent", [{"Id": "w", "Type": "WAIT", "Action": "CANCEL"}], "in state absent"),
-    ("invoke without options", [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START"}],
-     "ChainedInvokeOptions is required"),
-    ("bad tenant",
-     [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START",
-       "ChainedInvokeOptions": {"FunctionName": "idle", "TenantId": "bad\ttenant"}}], "Invalid TenantId"),
-    ("callback negative timeout",
-     [{"Id": "k", "Type": "CALLBACK", "Action": "START", "CallbackOptions": {"TimeoutSeconds": -1}}],
-     "TimeoutSeconds must be"),
-    ("execution succeed with error",
-     [{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Error": {"ErrorMessage": "e"}}],
-     "Cannot provide an Error"),
-    ("execution fail with payload",
-     [{"Id": "x", "Type": "EXECUTION", "Action": "FAIL", "Payload": "1"}], "Cannot provide a Payload"),
+    (
+        "invoke without options",
+        [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START"}],
+        "ChainedInvokeOptions is required",
+    ),
+    (
+        "bad tenant",
+        [
+            {
+                "Id": "i",
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "ChainedInvokeOptions": {"FunctionName": "idle", "TenantId": "bad\ttenant"},
+            }
+        ],
+        "Invalid TenantId",
+    ),
+    (
+        "callback negative timeout",
+        [{"Id": "k", "Type": "CALLBACK", "Action": "START", "CallbackOptions": {"TimeoutSeconds": -1}}],
+        "TimeoutSeconds must be",
+    ),
+    (
+        "execution succeed with error",
+        [{"Id": "x", "Type": "EXECUTION", "Action": "SUCCEED", "Error": {"ErrorMessage": "e"}}],
+        "Cannot provide an Error",
+    ),
+    (
+        "execution fail with payload",
+        [{"Id": "x", "Type": "EXECUTION", "Action": "FAIL", "Payload": "1"}],
+        "Cannot provide a Payload",
+    ),
     ("bad id", [step("START", "not valid!")], "Invalid operation Id"),
     ("bad subtype", [step("START", "q" * 64, SubType="has space")], "Invalid SubType"),
     ("name too long", [step("START", "q" * 64, Name="n" * 257)], "Invalid Name"),
@@ -125,7 +183,9 @@ INVALID_BATCHES: list[tuple[str, list[dict[str, Any]], str]] = [
 ]
 
 
-@pytest.mark.parametrize(("label", "updates", "message"), INVALID_BATCHES, ids=[c[0] for c in INVALID_BATCHES])
+@pytest.mark.parametrize(
+    ("label", "updates", "message"), INVALID_BATCHES, ids=[c[0] for c in INVALID_BATCHES]
+)
 def test_invalid_checkpoint_is_refused_and_changes_nothing(
     running: dict[str, Any], label: str, updates: list[dict[str, Any]], message: str
 ) -> None:
@@ -189,8 +249,17 @@ def test_unknown_invoke_target_fails_in_the_same_response(running: dict[str, Any
     response = checkpoint_service.checkpoint(
         running["arn"],
         running["token"],
-        [{"Id": "i", "Type": "CHAINED_INVOKE", "Action": "START", "Name": "call", "SubType": "ChainedInvoke",
-          "Payload": json.dumps({"a": 1}), "ChainedInvokeOptions": {"FunctionName": "nope"}}],
+        [
+            {
+                "Id": "i",
+                "Type": "CHAINED_INVOKE",
+                "Action": "START",
+                "Name": "call",
+                "SubType": "ChainedInvoke",
+                "Payload": json.dumps({"a": 1}),
+                "ChainedInvokeOptions": {"FunctionName": "nope"},
+            }
+        ],
     )
     (op,) = response["NewExecutionState"]["Operations"]
     assert op["Status"] == "FAILED"

@@ -110,9 +110,11 @@ def test_case_matches_reference(case: Case) -> None:
     assert_same_outcome(case, run_on_engine(case), reference_outcome(case.name))
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if not c.skip_page_size_2], ids=[
-    c.name for c in CASES if not c.skip_page_size_2
-])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if not c.skip_page_size_2],
+    ids=[c.name for c in CASES if not c.skip_page_size_2],
+)
 def test_case_matches_reference_with_two_operation_pages(case: Case) -> None:
     with override_settings(DURABLE_STATE_PAGE_SIZE=2):
         mine = run_on_engine(case)

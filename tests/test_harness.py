@@ -29,7 +29,7 @@ def test_redis_answers_ping(redis_url: str) -> None:
         assert client.ping() is True
     finally:
         client.close()
-    assert settings.CELERY_BROKER_URL == redis_url
+    assert redis_url == settings.CELERY_BROKER_URL
     assert settings.CHANNEL_LAYERS["default"]["BACKEND"] == "channels_redis.core.RedisChannelLayer"
 
 

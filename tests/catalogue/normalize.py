@@ -14,8 +14,10 @@ def _sort_key(op: OpKey) -> tuple[str, ...]:
 
 
 def normalize_operations(ops: Iterable[Mapping[str, Any]]) -> list[OpKey]:
-    """From wire-shape operation dicts (keys Id, ParentId, Type, SubType, Name, Status), excluding the EXECUTION op,
-    return sorted tuples (Type, SubType, Name, Status, ParentId). Op ids are deterministic (blake2b of counters) so ParentId can be compared verbatim."""
+    """Sorted (Type, SubType, Name, Status, ParentId) tuples of wire-shape operations, EXECUTION excluded.
+
+    Operation ids are deterministic (blake2b of counters), so ParentId compares verbatim.
+    """
     keys: list[OpKey] = [
         (
             str(op["Type"]),

@@ -159,7 +159,7 @@ def main(argv: list[str]) -> int:
             outcome = run_reference(case)
             status = outcome.status
             detail = f"ops={len(outcome.operations):3d} error_type={outcome.error_type}"
-        except Exception as err:  # noqa: BLE001 - report, continue with the next case
+        except Exception as err:
             status = f"ERROR({type(err).__name__}: {err})"
             detail = ""
         ok = status == case.expected_status
