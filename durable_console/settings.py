@@ -121,6 +121,9 @@ else:
                 "transaction_mode": "IMMEDIATE",
                 "timeout": 10,
             },
+            # A file, not shared-cache memory: the engine's threads then see the
+            # same locking (WAL, busy timeout) as the embedded server.
+            "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
         }
     }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
@@ -186,6 +189,15 @@ DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS = env_int(
 DURABLE_SDK_STOP_POLL_SECONDS = env_float("DURABLE_SDK_STOP_POLL_SECONDS", 0.005)
 # Key that derives callback ids from stored seeds; only their hashes are indexed.
 DURABLE_CALLBACK_KEY = env_str("DURABLE_CALLBACK_KEY", SECRET_KEY)
+
+# --- Lambda-compatible API ----------------------------------------------------------
+# Key that encrypts the stored API access-key secrets (SigV4 needs them in the clear).
+DURABLE_ACCESS_KEY_SECRET = env_str("DURABLE_ACCESS_KEY_SECRET", SECRET_KEY)
+# A RequestResponse Invoke of a durable function waits for the execution at most this
+# long (Lambda's cap is 15 minutes), then answers with the execution still running.
+DURABLE_API_SYNC_INVOKE_MAX_SECONDS = env_float("DURABLE_API_SYNC_INVOKE_MAX_SECONDS", 900.0)
+# Largest request body the API reads (a synchronous Invoke payload: 6 MB, plus framing).
+DURABLE_API_MAX_BODY_BYTES = env_int("DURABLE_API_MAX_BODY_BYTES", 6 * 1024 * 1024 + 64 * 1024)
 
 LOGGING = {
     "version": 1,

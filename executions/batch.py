@@ -16,7 +16,7 @@ from django.db.models import Min
 
 from executions import clock
 from executions.models import Execution, HistoryEvent, Operation
-from executions.rows import rows
+from executions.rows import execute, rows
 
 OPERATION_UPDATE_FIELDS = [
     "status",
@@ -61,7 +61,7 @@ class ChangeSet:
     # --- operations -----------------------------------------------------------
     def add_operation(self, op: Operation) -> Operation:
         self.execution.operation_count += 1
-        op.execution = self.execution
+        op.execution_id = self.execution.pk
         op.position = self.execution.operation_count
         self.created[op.operation_id] = op
         self.touch(op)
@@ -102,12 +102,14 @@ class ChangeSet:
     # --- history --------------------------------------------------------------
     def event(self, event_type: str, op: Operation | None = None, **details: Any) -> HistoryEvent:
         self.execution.event_count += 1
-        event = HistoryEvent(
-            execution=self.execution,
-            event_id=self.execution.event_count,
-            event_type=event_type,
-            timestamp=self.now,
-            details=details,
+        event = rows(HistoryEvent).build(
+            {
+                "execution_id": self.execution.pk,
+                "event_id": self.execution.event_count,
+                "event_type": event_type,
+                "timestamp": self.now,
+                "details": details,
+            }
         )
         if op is not None and op.type != "EXECUTION":
             event.sub_type = op.sub_type
@@ -122,12 +124,18 @@ class ChangeSet:
 
     # --- persistence --------------------------------------------------------------
     def flush(self, *, extra_fields: tuple[str, ...] = ()) -> None:
-        operations = rows(Operation)
-        operations.insert(self.created.values())
-        operations.update(self.modified.values(), OPERATION_UPDATE_FIELDS)
-        rows(HistoryEvent).insert(self.events)
         self._update_wake_at()
-        rows(Execution).update([self.execution], [*EXECUTION_FLUSH_FIELDS, *extra_fields])
+        operations = rows(Operation)
+        execute(
+            [
+                *operations.insert_statements(self.created.values()),
+                *operations.update_statements(self.modified.values(), OPERATION_UPDATE_FIELDS),
+                *rows(HistoryEvent).insert_statements(self.events),
+                *rows(Execution).update_statements(
+                    [self.execution], [*EXECUTION_FLUSH_FIELDS, *extra_fields]
+                ),
+            ]
+        )
 
     def _update_wake_at(self) -> None:
         execution = self.execution

@@ -23,7 +23,7 @@ from executions.errors import (
 )
 from executions.functions import function_resolve
 from executions.models import Execution, ExecutionStatus, Function, Operation
-from executions.rows import rows
+from executions.rows import rows, select_many
 from executions.starts import create_execution
 from executions.tokens import CheckpointToken, decode_marker, encode_marker
 from executions.transitions import (
@@ -51,13 +51,12 @@ def checkpoint(
     if not isinstance(token, str) or not token:
         raise InvalidParameterValue("CheckpointToken is required")
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution, stored = _lock_with_operations(arn, updates)
         if cached := _cached_response(execution, client_token, token):
             return cached
         _check_token(execution, token)
         changes = ChangeSet(execution)
         seen_before = execution.seen_seq
-        stored = _load_operations(execution, updates)
         validate_batch(updates, {op_id: _stored(op) for op_id, op in stored.items()})
         for update in updates:
             _apply(changes, stored, update)
@@ -125,7 +124,27 @@ def _remember(execution: Execution, client_token: str, token: str, response: dic
     execution.last_client_token_at = clock.now()
 
 
-def _load_operations(execution: Execution, updates: list[Any]) -> dict[str, Operation]:
+def _lock_with_operations(arn: str, updates: list[Any]) -> tuple[Execution, dict[str, Operation]]:
+    """Lock the execution row and read the operations the batch names, in one round trip."""
+    ids = sorted(_named_operation_ids(updates))
+    queries = [rows(Execution).query("arn = %s", [arn], for_update=True)]
+    if ids:
+        placeholders = ", ".join(["%s"] * len(ids))
+        queries.append(
+            rows(Operation).query(
+                "execution_id = (SELECT id FROM executions_execution WHERE arn = %s)"
+                f" AND operation_id IN ({placeholders})",
+                [arn, *ids],
+            )
+        )
+    found = select_many(queries)
+    if not found[0]:
+        raise ResourceNotFound(f"Durable execution not found: {arn}")
+    operations = found[1] if ids else []
+    return found[0][0], {op.operation_id: op for op in operations}
+
+
+def _named_operation_ids(updates: Any) -> set[str]:
     ids: set[str] = set()
     if isinstance(updates, list):
         for update in updates:
@@ -133,13 +152,7 @@ def _load_operations(execution: Execution, updates: list[Any]) -> dict[str, Oper
                 ids.update(
                     value for value in (update.get("Id"), update.get("ParentId")) if isinstance(value, str)
                 )
-    if not ids:
-        return {}
-    placeholders = ", ".join(["%s"] * len(ids))
-    found = rows(Operation).select(
-        f"execution_id = %s AND operation_id IN ({placeholders})", [execution.pk, *ids]
-    )
-    return {op.operation_id: op for op in found}
+    return ids
 
 
 def _stored(op: Operation) -> StoredOp:
@@ -157,14 +170,16 @@ def _apply(changes: ChangeSet, stored: dict[str, Operation], update: dict[str, A
     op = stored.get(update["Id"])
     if op is None:
         op = changes.add_operation(
-            Operation(
-                operation_id=update["Id"],
-                parent_id=update.get("ParentId") or "",
-                name=update.get("Name") or "",
-                type=op_type,
-                sub_type=update.get("SubType") or "",
-                status="STARTED",
-                started_at=changes.now,
+            rows(Operation).build(
+                {
+                    "operation_id": update["Id"],
+                    "parent_id": update.get("ParentId") or "",
+                    "name": update.get("Name") or "",
+                    "type": op_type,
+                    "sub_type": update.get("SubType") or "",
+                    "status": "STARTED",
+                    "started_at": changes.now,
+                }
             )
         )
         stored[op.operation_id] = op

@@ -18,6 +18,7 @@ from django.db import transaction
 
 from executions.errors import InvalidParameterValue, ResourceNotFound
 from executions.models import Function, FunctionVersion
+from executions.remote import RemoteHandler, is_remote
 
 FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -82,7 +83,12 @@ def function_arn(function: Function, qualifier: str | None = None) -> str:
 
 
 def load_handler(path: str) -> Callable[..., Any]:
-    """Import ``module:attr``; raise InvalidParameterValue with the reason if it fails."""
+    """Import ``module:attr``; raise InvalidParameterValue with the reason if it fails.
+
+    An ``http(s)://`` path names a handler hosted elsewhere (``executions.remote``).
+    """
+    if is_remote(path):
+        return RemoteHandler(path)
     if not HANDLER_PATTERN.match(path):
         raise InvalidParameterValue(f"Handler must look like module.path:attribute, got {path!r}")
     module_name, attr = path.split(":")

@@ -260,3 +260,33 @@ class Invocation(models.Model):
 
     def __str__(self) -> str:
         return f"invocation {self.number} of {self.execution_id}"
+
+
+class AccessKey(models.Model):
+    """An access key for the Lambda-compatible API (SigV4-signed requests).
+
+    The secret is needed in the clear to verify signatures, so it is stored
+    encrypted (``executions.access_keys``) rather than hashed; it is shown once,
+    at creation.
+    """
+
+    access_key_id = models.CharField(max_length=20, unique=True)
+    secret_encrypted = models.TextField()
+    description = models.CharField(max_length=256, blank=True, default="")
+    user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        related_name="access_keys",
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return self.access_key_id
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None

@@ -16,9 +16,10 @@ from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
+from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from executions import selectors, services
+from executions import access_keys, selectors, services
 from executions.errors import ServiceError
 from executions.models import Execution, Function
 
@@ -98,6 +99,18 @@ class Command(BaseCommand):
         serve.set_defaults(run=self.serve)
         demo = sub.add_parser("demo-setup", help="Register demo functions; create the admin once")
         demo.set_defaults(run=self.demo_setup)
+
+        keys = sub.add_parser("keys", help="Access keys for the Lambda-compatible API")
+        ksub = keys.add_subparsers(dest="keys_command", required=True)
+        create = ksub.add_parser("create", help="Issue a key; prints it as JSON (the only time)")
+        create.add_argument("--description", default="")
+        create.add_argument("--user", help="Username the key belongs to")
+        create.set_defaults(run=self.keys_create)
+        klist = ksub.add_parser("list", help="List keys (never their secrets)")
+        klist.set_defaults(run=self.keys_list)
+        revoke = ksub.add_parser("revoke", help="Revoke a key; requests signed with it are refused")
+        revoke.add_argument("access_key_id")
+        revoke.set_defaults(run=self.keys_revoke)
 
     def handle(self, *args: Any, **options: Any) -> None:
         namespace = argparse.Namespace(**options)
@@ -218,6 +231,30 @@ class Command(BaseCommand):
 
         for line in demo_setup():
             self.stdout.write(line)
+
+
+    # --- API access keys ---------------------------------------------------------------------
+    def keys_create(self, options: argparse.Namespace) -> None:
+        user = None
+        if options.user:
+            user = get_user_model().objects.filter(username=options.user).first()
+            if user is None:
+                raise CommandError(f"No user named {options.user!r}")
+        issued = access_keys.key_create(description=options.description, user=user)
+        self.emit(issued.as_json())
+
+    def keys_list(self, options: argparse.Namespace) -> None:
+        for key in access_keys.key_list():
+            state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+            used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
+            owner = key.user.get_username() if key.user else "-"
+            self.stdout.write(
+                f"{key.access_key_id}\t{state}\t{used}\t{owner}\t{key.description}"
+            )
+
+    def keys_revoke(self, options: argparse.Namespace) -> None:
+        key = access_keys.key_revoke(options.access_key_id)
+        self.stdout.write(f"{key.access_key_id} revoked at {key.revoked_at.isoformat()}")
 
 
 def _wait_for_end(execution_id: int, timeout: float) -> Execution:
