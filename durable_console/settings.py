@@ -186,7 +186,7 @@ DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS = env_int(
     "DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS", 7 * 24 * 3600
 )
 # How often the SDK's checkpoint thread looks for its stop signal (it waits 0.1 s by default).
-DURABLE_SDK_STOP_POLL_SECONDS = env_float("DURABLE_SDK_STOP_POLL_SECONDS", 0.005)
+DURABLE_SDK_STOP_POLL_SECONDS = env_float("DURABLE_SDK_STOP_POLL_SECONDS", 0.002)
 # Key that derives callback ids from stored seeds; only their hashes are indexed.
 DURABLE_CALLBACK_KEY = env_str("DURABLE_CALLBACK_KEY", SECRET_KEY)
 

@@ -16,7 +16,7 @@ from django.db.models import Min
 
 from executions import clock
 from executions.models import Execution, HistoryEvent, Operation
-from executions.rows import execute, rows
+from executions.rows import Statement, execute, rows
 
 OPERATION_UPDATE_FIELDS = [
     "status",
@@ -57,6 +57,8 @@ class ChangeSet:
         self.recompute_wake = False
         self.new_timers: list[datetime.datetime] = []
         self.after_commit: list[Any] = []
+        # Other rows written with this change set, in the same round trip.
+        self.extra_writes: list[Statement] = []
 
     # --- operations -----------------------------------------------------------
     def add_operation(self, op: Operation) -> Operation:
@@ -134,6 +136,7 @@ class ChangeSet:
                 *rows(Execution).update_statements(
                     [self.execution], [*EXECUTION_FLUSH_FIELDS, *extra_fields]
                 ),
+                *self.extra_writes,
             ]
         )
 

@@ -130,6 +130,17 @@ class RowIO(Generic[M]):
         assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
         return fields, f"UPDATE {self.table} SET {assignments} WHERE {self.pk_column} = %s"
 
+    def insert_returning_pk(self, obj: M) -> M:
+        """Insert one row and set its primary key from the database."""
+        db = _db()
+        ((sql, params),) = self.insert_statements([obj])
+        with _cursor(db) as cursor:
+            cursor.execute(f"{sql} RETURNING {self.pk_column}", params)
+            obj.pk = cursor.fetchone()[0]
+        obj._state.adding = False
+        obj._state.db = db.alias
+        return obj
+
     def insert(self, objs: Iterable[M]) -> None:
         execute(self.insert_statements(objs))
 

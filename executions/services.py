@@ -28,7 +28,7 @@ from executions.errors import (
 )
 from executions.functions import function_register
 from executions.models import Execution, ExecutionStatus, Invocation, Operation
-from executions.rows import rows
+from executions.rows import rows, select_many
 from executions.starts import StartResult, execution_start
 from executions.transitions import (
     close_execution,
@@ -64,7 +64,6 @@ __all__ = [
 
 MAX_INVALID_PENDING = 3
 MAX_CHILD_RESULT_BYTES = 1024 * 1024
-WAITING_TYPES = ("WAIT", "CALLBACK", "CHAINED_INVOKE")
 
 
 # --- invocation lifecycle -----------------------------------------------------------------
@@ -122,13 +121,17 @@ def invocation_begin(
         execution.updated_operation_ids = []
         execution.seen_seq = execution.change_seq
         request_id = str(uuid.uuid4())
-        Invocation.objects.create(
-            execution=execution,
-            number=execution.invocation_count,
-            request_id=request_id,
-            worker=worker,
-            started_at=now,
+        invocations = rows(Invocation)
+        record = invocations.build(
+            {
+                "execution_id": execution.pk,
+                "number": execution.invocation_count,
+                "request_id": request_id,
+                "worker": worker,
+                "started_at": now,
+            }
         )
+        changes.extra_writes += invocations.insert_statements([record])
         commit_changes(
             changes,
             extra_fields=(
@@ -150,10 +153,15 @@ def invocation_begin(
             next_marker=next_marker,
             updated_operation_ids=updated_ids,
             handler=execution.handler,
-            function_name=execution.function.name,
+            function_name=function_name_of(execution.arn),
             function_version=execution.function_version,
             tenant_id=execution.tenant_id,
         )
+
+
+def function_name_of(arn: str) -> str:
+    """``arn:aws:lambda:R:A:function:NAME:VERSION/durable-execution/...`` -> NAME."""
+    return arn.split(":function:", 1)[1].split(":", 1)[0]
 
 
 def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
@@ -206,10 +214,16 @@ def invocation_finish(
     the handler raised instead (a Lambda function error, retried with backoff).
     """
     with transaction.atomic():
-        execution = lock_execution_by_pk(execution_id)
-        if execution is None:
+        locked, records = select_many(
+            [
+                rows(Execution).query("id = %s", [execution_id], for_update=True),
+                rows(Invocation).query("execution_id = %s AND number = %s", [execution_id, invocation]),
+            ]
+        )
+        if not locked:
             return
-        record = Invocation.objects.filter(execution=execution, number=invocation).first()
+        execution = locked[0]
+        record = records[0] if records else None
         changes = ChangeSet(execution)
         current = execution.invocation_count == invocation and bool(execution.lease_owner)
         error = raised or _output_error(output)
@@ -217,7 +231,9 @@ def invocation_finish(
             record.ended_at = changes.now
             record.outcome = "ERROR" if raised else _output_status(output)
             record.error = error
-            record.save(update_fields=["ended_at", "outcome", "error"])
+            changes.extra_writes += rows(Invocation).update_statements(
+                [record], ["ended_at", "outcome", "error"]
+            )
             invocation_completed_event(
                 changes, started_at=record.started_at, request_id=record.request_id, error=error
             )
@@ -321,11 +337,14 @@ def _after_pending(changes: ChangeSet) -> None:
 
 
 def _has_pending_work(execution: Execution) -> bool:
-    ops = Operation.objects.filter(execution=execution)
-    return (
-        ops.filter(type__in=WAITING_TYPES, status="STARTED").exists()
-        or ops.filter(type="STEP", status__in=("PENDING", "READY")).exists()
+    """Something that will wake the execution later: a wait, callback, invoke or retry."""
+    waiting = rows(Operation).select(
+        "execution_id = %s AND ((type IN ('WAIT', 'CALLBACK', 'CHAINED_INVOKE') AND status = 'STARTED')"
+        " OR (type = 'STEP' AND status IN ('PENDING', 'READY')))",
+        [execution.pk],
+        limit=1,
     )
+    return bool(waiting)
 
 
 def invocation_expire(execution_id: int) -> bool:

@@ -16,6 +16,7 @@ from executions.batch import ChangeSet, wrap_payload
 from executions.errors import DurableExecutionAlreadyStarted, InvalidParameterValue
 from executions.functions import function_resolve, handler_for_version
 from executions.models import Execution, ExecutionStatus, Function, Operation
+from executions.rows import rows
 from executions.transitions import commit_changes, request_invocation
 
 EXECUTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -96,9 +97,10 @@ def create_execution(
     Runs inside the caller's transaction; the first invocation is requested
     and hinted to the workers after commit.
     """
-    name = name or str(uuid.uuid4())
-    if Execution.objects.filter(function=function, name=name).exists():
+    # A generated name cannot collide; only a caller's name needs the lookup.
+    if name and Execution.objects.filter(function=function, name=name).exists():
         return None
+    name = name or str(uuid.uuid4())
     now = clock.now()
     version, handler = handler_for_version(function, qualifier)
     invocation_id = str(uuid.uuid4())
@@ -107,31 +109,36 @@ def create_execution(
         f"arn:aws:lambda:{settings.DURABLE_REGION}:{settings.DURABLE_ACCOUNT_ID}:function:"
         f"{function.name}:{version_label}/durable-execution/{name}/{invocation_id}"
     )
-    execution = Execution.objects.create(
-        function=function,
-        function_version=version,
-        handler=handler,
-        name=name,
-        invocation_id=invocation_id,
-        arn=arn,
-        status=ExecutionStatus.RUNNING,
-        input_payload=payload,
-        tenant_id=tenant_id,
-        started_at=now,
-        execution_timeout=function.execution_timeout,
-        timeout_at=now + datetime.timedelta(seconds=function.execution_timeout),
-        parent=parent,
-        parent_operation_id=parent_operation_id,
+    execution = rows(Execution).build(
+        {
+            "function_id": function.pk,
+            "function_version": version,
+            "handler": handler,
+            "name": name,
+            "invocation_id": invocation_id,
+            "arn": arn,
+            "status": ExecutionStatus.RUNNING,
+            "input_payload": payload,
+            "tenant_id": tenant_id,
+            "started_at": now,
+            "execution_timeout": function.execution_timeout,
+            "timeout_at": now + datetime.timedelta(seconds=function.execution_timeout),
+            "parent_id": parent.pk if parent else None,
+            "parent_operation_id": parent_operation_id,
+        }
     )
+    rows(Execution).insert_returning_pk(execution)
     changes = ChangeSet(execution, now)
     execution_op = changes.add_operation(
-        Operation(
-            operation_id=invocation_id,
-            name=name,
-            type="EXECUTION",
-            status="STARTED",
-            started_at=now,
-            input_payload=payload,
+        rows(Operation).build(
+            {
+                "operation_id": invocation_id,
+                "name": name,
+                "type": "EXECUTION",
+                "status": "STARTED",
+                "started_at": now,
+                "input_payload": payload,
+            }
         )
     )
     changes.event(

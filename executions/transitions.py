@@ -12,6 +12,7 @@ from typing import Any
 from executions import dispatch
 from executions.batch import ChangeSet, epoch, wrap_payload
 from executions.models import Execution, ExecutionStatus, Operation
+from executions.rows import rows
 
 CALLBACK_TIMEOUT_ERROR = {"ErrorType": "Callback.Timeout", "ErrorMessage": "Callback timed out"}
 CALLBACK_HEARTBEAT_ERROR = {
@@ -74,7 +75,9 @@ def execution_operation(execution: Execution, changes: ChangeSet | None = None) 
         )
         if pending is not None:
             return pending
-    return Operation.objects.get(execution=execution, operation_id=execution.invocation_id)
+    return rows(Operation).select(
+        "execution_id = %s AND operation_id = %s", [execution.pk, execution.invocation_id]
+    )[0]
 
 
 def complete_due_timers(changes: ChangeSet) -> bool:
