@@ -134,7 +134,7 @@ class ChangeSet:
                 *operations.update_statements(self.modified.values(), OPERATION_UPDATE_FIELDS),
                 *rows(HistoryEvent).insert_statements(self.events),
                 *rows(Execution).update_statements(
-                    [self.execution], [*EXECUTION_FLUSH_FIELDS, *extra_fields]
+                    [self.execution], list(dict.fromkeys([*EXECUTION_FLUSH_FIELDS, *extra_fields]))
                 ),
                 *self.extra_writes,
             ]
@@ -168,6 +168,7 @@ EXECUTION_FLUSH_FIELDS = (
     "ended_at",
     "needs_invocation",
     "invocation_due_at",
+    "dispatched_at",
     "change_seq",
     "seen_seq",
     "operation_count",

@@ -32,6 +32,11 @@ def set_local_sink(sink: WorkSink | None) -> None:
     _local_sink = sink
 
 
+def can_hint() -> bool:
+    """Whether this process delivers wake-up hints (else only the scheduler finds work)."""
+    return _local_sink is not None or bool(settings.CELERY_BROKER_URL)
+
+
 def after_commit(effects: Iterable[Effect]) -> None:
     pending = list(effects)
     if pending:

@@ -33,6 +33,9 @@ def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = Non
     ):
         execution.invocation_due_at = due
     execution.needs_invocation = True
+    if due <= changes.now and dispatch.can_hint():
+        # The hint goes out after commit; the scheduler only re-sends it if it gets lost.
+        execution.dispatched_at = changes.now
     changes.after_commit.append(("wake", execution.pk))
 
 
