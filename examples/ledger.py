@@ -106,6 +106,17 @@ def _data(service: str, action: str, key: str) -> list[dict[str, Any]]:
     return list(rows.values_list("data", flat=True))
 
 
+def _disabled_points() -> set[str]:
+    from examples.models import FaultSwitch
+
+    return set(FaultSwitch.objects.filter(disabled=True).values_list("point", flat=True))
+
+
+def disabled_fault_points() -> set[str]:
+    """Fault points an operator switched off (their planned faults are not injected)."""
+    return run(_disabled_points)
+
+
 def record(service: str, action: str, key: str, **data: Any) -> None:
     """Append one effect to the ledger."""
     run(_create, service, action, key, data)

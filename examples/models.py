@@ -33,3 +33,18 @@ class LedgerEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.service}.{self.action} {self.key}"
+
+
+class FaultSwitch(models.Model):
+    """An operator's override for one fault point: ``disabled`` turns its injected faults off.
+
+    Faults are planned per execution in its input; a switch lets an operator
+    "fix the outage" for executions already running, so a redrive succeeds.
+    """
+
+    point = models.CharField(max_length=60, unique=True)
+    disabled = models.BooleanField(default=True)
+    updated_at = models.DateTimeField(auto_now=True)
+
+    def __str__(self) -> str:
+        return f"{self.point}: {'off' if self.disabled else 'on'}"

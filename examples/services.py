@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from examples.ledger import add_attempt, data, record
+from examples.ledger import add_attempt, data, disabled_fault_points, record
 
 PERMANENT_FAULT = "fail"
 
@@ -136,6 +136,8 @@ class Faults:
         """
         attempt = add_attempt(point, key)
         planned = self.plan.get(point, 0)
+        if planned and point in disabled_fault_points():
+            return attempt  # switched off by an operator: the outage is over
         if planned == PERMANENT_FAULT:
             raise PermanentServiceError(f"{point} failed for {key} (injected permanent fault)")
         if isinstance(planned, int) and attempt <= planned:

@@ -324,7 +324,8 @@ def _start_child(
     child = create_execution(
         target,
         payload if payload not in (None, "") else "{}",
-        name=f"{parent.invocation_id[:22]}-{op.operation_id[:40]}",
+        # The invocation number keeps names unique when a redriven op starts a new child.
+        name=f"{parent.invocation_id[:20]}-{op.operation_id[:32]}-{parent.invocation_count}",
         qualifier=qualifier,
         tenant_id=op.invoke_tenant_id,
         parent=parent,

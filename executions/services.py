@@ -49,6 +49,8 @@ __all__ = [
     "checkpoint",
     "execution_delete",
     "execution_pause",
+    "execution_redrive",
+    "execution_rerun",
     "execution_resume",
     "execution_start",
     "execution_stop",
@@ -59,6 +61,7 @@ __all__ = [
     "lease_renew",
     "plain_invoke_claim",
     "plain_invoke_complete",
+    "redrive_preview",
     "timers_fire_due",
 ]
 
@@ -610,3 +613,87 @@ def execution_delete(arn: str) -> datetime.datetime:
         Execution.objects.filter(parent=execution).update(parent=None)
         execution.delete()
         return now
+
+
+# --- redrive and re-run ---------------------------------------------------------------------
+
+REDRIVABLE = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
+RESET_STATUSES = ("FAILED", "TIMED_OUT", "STOPPED", "CANCELLED")
+
+
+@dataclass(frozen=True)
+class RedrivePreview:
+    """What a redrive would do: operations reset (they run again) and kept (replayed)."""
+
+    rerun: list[Operation]
+    replayed: list[Operation]
+
+
+def redrive_preview(execution: Execution) -> RedrivePreview:
+    ops = [op for op in Operation.objects.filter(execution=execution) if op.type != "EXECUTION"]
+    reset_ids = _operations_to_reset(ops)
+    return RedrivePreview(
+        rerun=[op for op in ops if op.operation_id in reset_ids],
+        replayed=[op for op in ops if op.operation_id not in reset_ids],
+    )
+
+
+def _operations_to_reset(ops: list[Operation]) -> set[str]:
+    """Failed operations, and every context enclosing one (its body must run again).
+
+    Completed siblings keep their checkpoints, so replay skips them.
+    """
+    by_id = {op.operation_id: op for op in ops}
+    reset = {op.operation_id for op in ops if op.status in RESET_STATUSES}
+    for op_id in list(reset):
+        parent_id = by_id[op_id].parent_id
+        while parent_id and parent_id in by_id:
+            reset.add(parent_id)
+            parent_id = by_id[parent_id].parent_id
+    return reset
+
+
+def execution_redrive(arn: str) -> Execution:
+    """Run a FAILED or TIMED_OUT execution again from its last good checkpoint.
+
+    Failed operations (and the contexts around them) are removed, the execution
+    is RUNNING again with a fresh timeout, and the handler replays: completed
+    steps return their checkpointed results instead of running again.
+    """
+    with transaction.atomic():
+        execution = lock_execution(arn)
+        if execution.status not in REDRIVABLE:
+            raise ResourceConflict(f"Only FAILED or TIMED_OUT executions can be redriven: {execution.status}")
+        ops = [op for op in Operation.objects.filter(execution=execution) if op.type != "EXECUTION"]
+        reset_ids = _operations_to_reset(ops)
+        Operation.objects.filter(execution=execution, operation_id__in=reset_ids).delete()
+        changes = ChangeSet(execution)
+        execution.status = ExecutionStatus.RUNNING
+        execution.result = None
+        execution.error = None
+        execution.ended_at = None
+        execution.consecutive_failures = 0
+        execution.invalid_pending_count = 0
+        execution.timeout_at = changes.now + datetime.timedelta(seconds=execution.execution_timeout)
+        execution.wake_at = None
+        changes.recompute_wake = True
+        execution_op = rows(Operation).select(
+            "execution_id = %s AND operation_id = %s", [execution.pk, execution.invocation_id]
+        )[0]
+        execution_op.status = "STARTED"
+        execution_op.ended_at = None
+        changes.touch(execution_op)
+        request_invocation(changes)
+        commit_changes(
+            changes, extra_fields=("timeout_at", "consecutive_failures", "invalid_pending_count")
+        )
+        return execution
+
+
+def execution_rerun(arn: str, input_payload: str | None = None) -> Execution:
+    """Start a new execution of the same function with the same (or an edited) input."""
+    original = Execution.objects.select_related("function").filter(arn=arn).first()
+    if original is None:
+        raise ResourceNotFound(f"Durable execution not found: {arn}")
+    payload = original.input_payload if input_payload is None else input_payload
+    return execution_start(function=original.function.name, input_payload=payload).execution
