@@ -52,6 +52,11 @@ def send(effects: Iterable[Effect]) -> None:
 
 
 def _send_one(kind: str, target: Any) -> None:
+    if kind == "changed":
+        from executions import live
+
+        live.notify(target)
+        return
     if _local_sink is not None:
         if kind == "wake":
             _local_sink.submit_execution(target)

@@ -121,6 +121,11 @@ class Execution(models.Model):
     parent = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="children"
     )
+    # Who started it, when a person did (console, CLI key owner); approvals use it
+    # to refuse self-approval.
+    started_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
     parent_operation_id = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
@@ -145,6 +150,10 @@ class Execution(models.Model):
             ),
             models.Index(fields=["function", "-started_at"], name="execution_fn_started_idx"),
             models.Index(fields=["status", "-started_at"], name="execution_status_started_idx"),
+        ]
+        permissions = [
+            ("operate_execution", "Can start, stop, pause, resume, redrive and re-run executions"),
+            ("complete_callback", "Can complete a pending callback by hand"),
         ]
 
     def __str__(self) -> str:
@@ -290,3 +299,37 @@ class AccessKey(models.Model):
     @property
     def is_active(self) -> bool:
         return self.revoked_at is None
+
+
+class AuditChannel(models.TextChoices):
+    CONSOLE = "console"
+    API = "api"
+    CLI = "cli"
+    SYSTEM = "system"
+
+
+class AuditEntry(models.Model):
+    """Who did what, when, and through which channel: one row per operator action."""
+
+    actor = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    actor_name = models.CharField(max_length=150, help_text="User name or access key id, kept")
+    channel = models.CharField(max_length=16, choices=AuditChannel.choices)
+    action = models.CharField(max_length=64)
+    target = models.CharField(max_length=512, blank=True, default="")
+    details = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            models.Index(fields=["-created_at"], name="audit_created_idx"),
+            models.Index(fields=["action", "-created_at"], name="audit_action_idx"),
+            models.Index(fields=["actor_name", "-created_at"], name="audit_actor_idx"),
+            models.Index(fields=["target"], name="audit_target_idx"),
+        ]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"

@@ -219,7 +219,7 @@ def commit_changes(changes: ChangeSet, *, extra_fields: tuple[str, ...] = ()) ->
     Lock order is always child, then parent; a parent never locks its children.
     """
     changes.flush(extra_fields=extra_fields)
-    effects = []
+    effects: list[tuple[str, Any]] = [("changed", changes.execution.pk)]
     for kind, target in changes.after_commit:
         if kind == "notify_parent":
             notify_parent(changes.execution)

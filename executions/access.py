@@ -1,0 +1,48 @@
+"""Groups and what each may do (DESIGN.md §6): admins, operators, approvers, viewers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+
+GROUP_PERMISSIONS: dict[str, list[str]] = {
+    "admins": [
+        "executions.view_execution",
+        "executions.operate_execution",
+        "executions.complete_callback",
+        "executions.delete_execution",
+        "executions.view_function",
+        "executions.add_function",
+        "executions.change_function",
+        "executions.view_auditentry",
+        "executions.view_accesskey",
+        "executions.add_accesskey",
+        "executions.change_accesskey",
+        "auth.view_user",
+        "auth.add_user",
+        "auth.change_user",
+    ],
+    "operators": [
+        "executions.view_execution",
+        "executions.operate_execution",
+        "executions.complete_callback",
+        "executions.view_function",
+        "executions.view_auditentry",
+    ],
+    "approvers": [],
+    "viewers": ["executions.view_execution", "executions.view_function"],
+}
+
+
+def ensure_groups(**_: Any) -> None:
+    """Create the groups and (re)grant their permissions; safe to run on every migrate."""
+    for name, codenames in GROUP_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=name)
+        permissions = [_permission(codename) for codename in codenames]
+        group.permissions.add(*[p for p in permissions if p is not None])
+
+
+def _permission(dotted: str) -> Permission | None:
+    app_label, codename = dotted.split(".")
+    return Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
