@@ -40,7 +40,7 @@ venv-dev: $(DEV_STAMP)
 
 run: venv
 	$(VPY) manage.py migrate --noinput
-	$(VPY) manage.py durable demo-setup
+	PORT=$(PORT) $(VPY) manage.py durable demo-setup
 	exec $(VPY) manage.py durable serve --host 127.0.0.1 --port $(PORT)
 
 test: venv-dev

@@ -14,3 +14,14 @@ def steps(event: dict[str, Any], context: DurableContext) -> int:
     for index in range(int(event.get("steps", 20))):
         total += context.step(lambda _, index=index: index, name=f"step-{index}")
     return total
+
+
+@durable_execution
+def callbacks(event: dict[str, Any], context: DurableContext) -> int:
+    """``event["count"]`` callbacks in turn; after each, a step records when it resumed."""
+    import time
+
+    for index in range(int(event.get("count", 10))):
+        context.create_callback(name=f"cb-{index}").result()
+        context.step(lambda _: time.time(), name=f"resumed-{index}")
+    return int(event.get("count", 10))

@@ -33,7 +33,8 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--executions", type=int, default=100, help="per-step runs per variant")
     parser.add_argument("--throughput", type=int, default=300, help="executions in the throughput run")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes")
+    parser.add_argument("--threads", type=int, default=4, help="threads per worker process")
     args = parser.parse_args()
 
     sys.path.insert(0, str(REPO))
@@ -59,7 +60,7 @@ def main() -> None:
         report: dict[str, Any] = {"machine": _machine()}
         report["per_step"] = per_step(args.executions)
         report["sdk_floor"] = sdk_floor(max(20, args.executions // 5))
-        report["throughput"] = throughput(args.throughput, args.workers)
+        report["throughput"] = throughput(args.throughput, args.workers, args.threads)
     print(json.dumps(report, indent=2))
 
 
@@ -141,7 +142,7 @@ def sdk_floor(runs: int) -> dict[str, Any]:
     return {"runs": runs, "step_cpu_ms": (statistics.median(cpu[20]) - statistics.median(cpu[0])) / 20 * 1000}
 
 
-def throughput(executions: int, workers: int) -> dict[str, Any]:
+def throughput(executions: int, workers: int, threads: int) -> dict[str, Any]:
     """Executions per second of a 5-step handler with separate worker processes."""
     from executions import services
     from executions.models import Execution
@@ -188,6 +189,7 @@ def throughput(executions: int, workers: int) -> dict[str, Any]:
     return {
         "executions": executions,
         "workers": workers,
+        "threads_per_worker": threads,
         "succeeded": sum(1 for row in rows if row[0] == "SUCCEEDED"),
         "executions_per_second": executions / (last - first).total_seconds(),
         "steps_per_second": 5 * executions / (last - first).total_seconds(),

@@ -1,7 +1,9 @@
-"""First-run setup for ``make run``: demo functions and the admin account."""
+"""First-run setup for ``make run``: demo functions, the admin account, a development API key."""
 
 from __future__ import annotations
 
+import json
+import os
 import secrets
 from collections.abc import Iterator
 
@@ -27,6 +29,7 @@ def demo_setup() -> Iterator[str]:
         demo.name for demo in DEMO_FUNCTIONS
     )
     yield from _ensure_admin()
+    yield from _ensure_dev_key()
 
 
 def _ensure_admin() -> Iterator[str]:
@@ -43,3 +46,25 @@ def _ensure_admin() -> Iterator[str]:
         yield f"Login: {ADMIN_USERNAME} / {password_file.read_text().strip()}"
     else:
         yield f"Login: {ADMIN_USERNAME} (password set earlier; `manage.py changepassword admin` resets it)"
+
+
+def _ensure_dev_key() -> Iterator[str]:
+    """A development API key, created once; its secret lives in the git-ignored var/."""
+    from executions import access_keys
+    from executions.models import AccessKey
+
+    key_file = settings.VAR_DIR / "dev-access-key.json"
+    stored = json.loads(key_file.read_text()) if key_file.exists() else {}
+    usable = AccessKey.objects.filter(
+        access_key_id=stored.get("AccessKeyId", ""), revoked_at__isnull=True
+    ).exists()
+    if not usable:  # first run, a fresh database, or the key was revoked
+        stored = access_keys.key_create(description="development key (make run)").as_json()
+        key_file.write_text(json.dumps(stored, indent=2) + "\n")
+        key_file.chmod(0o600)
+        yield f"Created a development API key (kept in {key_file})."
+    yield (
+        "Lambda API: AWS_ACCESS_KEY_ID={AccessKeyId} AWS_SECRET_ACCESS_KEY={SecretAccessKey} "
+        "AWS_DEFAULT_REGION={region} aws lambda list-functions "
+        "--endpoint-url http://127.0.0.1:{port}"
+    ).format(**stored, region=settings.DURABLE_REGION, port=os.environ.get("PORT", "8000"))

@@ -29,17 +29,20 @@ def start(
         return started
 
 
-def stop(actor: Actor, arn: str, reason: str = "") -> datetime.datetime:
-    error = {"ErrorMessage": reason} if reason else None
+def stop(
+    actor: Actor, arn: str, reason: str = "", *, error: dict[str, Any] | None = None
+) -> datetime.datetime:
+    """Stop with the reason as the error message (or an explicit error object, as the API sends)."""
+    error = error if error is not None else ({"ErrorMessage": reason} if reason else None)
     with transaction.atomic():
         stopped_at = services.execution_stop(arn, error)
-        audit.record(actor, "execution.stop", arn, reason=reason)
+        audit.record(actor, "execution.stop", arn, reason=reason or (error or {}).get("ErrorMessage", ""))
         return stopped_at
 
 
-def pause(actor: Actor, arn: str, reason: str = "") -> None:
+def pause(actor: Actor, arn: str, reason: str = "", *, timeout_paused: bool = False) -> None:
     with transaction.atomic():
-        services.execution_pause(arn, reason=reason or None)
+        services.execution_pause(arn, reason=reason or None, timeout_paused=timeout_paused)
         audit.record(actor, "execution.pause", arn, reason=reason)
 
 

@@ -20,7 +20,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import invocations_api, listing, selectors, services
+from executions import invocations_api, listing, operator, selectors, services
 from executions.api.auth import HasAccessKey, SigV4Authentication, read_body
 from executions.api.errors import (
     RequestTooLarge,
@@ -39,6 +39,7 @@ from executions.api.serializers import (
     parse_json_body,
     validated,
 )
+from executions.audit import Actor
 from executions.errors import InvalidParameterValue
 from executions.validation import TENANT_PATTERN
 from executions.wire import as_epoch_seconds
@@ -168,16 +169,15 @@ def _present(**values: str | None) -> dict[str, str]:
 def _invoke_payload(body: bytes, invocation_type: str) -> str:
     limit = ASYNC_INVOKE_MAX_BYTES if invocation_type == "Event" else SYNC_INVOKE_MAX_BYTES
     if len(body) > limit:
-        raise RequestTooLarge(
-            f"Request must be smaller than {limit} bytes for the InvokeFunction operation"
-        )
+        raise RequestTooLarge(f"Request must be smaller than {limit} bytes for the InvokeFunction operation")
     parse_json_body(body)  # Lambda refuses a payload that is not JSON before anything runs
     return body.decode()
 
 
 def _invoke_response(result: invocations_api.InvokeResult) -> HttpResponse:
     response = HttpResponse(
-        (result.payload or "").encode(), status=result.status_code,
+        (result.payload or "").encode(),
+        status=result.status_code,
         content_type="application/json",
     )
     response["X-Amz-Executed-Version"] = result.executed_version
@@ -233,12 +233,10 @@ class DurableExecutionApi(LambdaApiView):
     def get(self, request: Request, arn: str) -> Response:
         query = validated(self.InputSerializer, request.query_params)
         execution = selectors.execution_get(arn)
-        return Response(
-            selectors.execution_describe(execution, include_data=query["IncludeExecutionData"])
-        )
+        return Response(selectors.execution_describe(execution, include_data=query["IncludeExecutionData"]))
 
     def delete(self, request: Request, arn: str) -> Response:
-        deleted_at = services.execution_delete(arn)
+        deleted_at = operator.delete(api_actor(request), arn)
         return Response({"DeletionRequestTimestamp": _epoch(deleted_at)}, status=202)
 
 
@@ -253,7 +251,10 @@ class CheckpointApi(LambdaApiView):
         data = validated(self.InputSerializer, body)
         # The engine validates each update (CONTRACT.md §2.4) before applying any.
         response = services.checkpoint(
-            arn, data["CheckpointToken"], body.get("Updates") or [], data.get("ClientToken"),
+            arn,
+            data["CheckpointToken"],
+            body.get("Updates") or [],
+            data.get("ClientToken"),
             ts=as_epoch_seconds,
         )
         return Response(response)
@@ -269,8 +270,11 @@ class GetStateApi(LambdaApiView):
         query = validated(self.InputSerializer, request.query_params)
         return Response(
             services.get_state(
-                arn, query["CheckpointToken"], query.get("Marker") or None,
-                query.get("MaxItems"), ts=as_epoch_seconds,
+                arn,
+                query["CheckpointToken"],
+                query.get("Marker") or None,
+                query.get("MaxItems"),
+                ts=as_epoch_seconds,
             )
         )
 
@@ -296,9 +300,15 @@ class HistoryApi(LambdaApiView):
         )
 
 
+def api_actor(request: Request) -> Actor:
+    """The access key (and its owner, if any) behind a signed request, for the audit trail."""
+    user = request.user if request.user.is_authenticated else None
+    return Actor.api(request.auth.access_key_id, user)
+
+
 class StopApi(LambdaApiView):
     def post(self, request: Request, arn: str) -> Response:
-        stopped_at = services.execution_stop(arn, error_object(_body(request)))
+        stopped_at = operator.stop(api_actor(request), arn, error=error_object(_body(request)))
         return Response({"StopTimestamp": _epoch(stopped_at)})
 
 
@@ -310,8 +320,8 @@ class PauseApi(LambdaApiView):
 
     def post(self, request: Request, arn: str) -> HttpResponse:
         data = validated(self.InputSerializer, json_object_body(_body(request)))
-        services.execution_pause(
-            arn, reason=data.get("Reason") or None, timeout_paused=data["ExecutionTimeoutPaused"]
+        operator.pause(
+            api_actor(request), arn, data.get("Reason") or "", timeout_paused=data["ExecutionTimeoutPaused"]
         )
         return HttpResponse(status=202)
 
@@ -323,7 +333,7 @@ class ResumeApi(LambdaApiView):
 
     def post(self, request: Request, arn: str) -> HttpResponse:
         data = validated(self.InputSerializer, json_object_body(_body(request)))
-        services.execution_resume(arn, reason=data.get("Reason") or None)
+        operator.resume(api_actor(request), arn, data.get("Reason") or "")
         return HttpResponse(status=202)
 
 

@@ -19,7 +19,8 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from executions import access_keys, selectors, services
+from executions import access_keys, operator, selectors, services
+from executions.audit import Actor
 from executions.errors import ServiceError
 from executions.models import Execution, Function
 
@@ -77,6 +78,15 @@ class Command(BaseCommand):
         stop.add_argument("arn")
         stop.add_argument("--reason", default="")
         stop.set_defaults(run=self.stop)
+        redrive = sub.add_parser(
+            "redrive", help="Run a FAILED/TIMED_OUT execution again from its last good checkpoint"
+        )
+        redrive.add_argument("arn")
+        redrive.set_defaults(run=self.redrive)
+        rerun = sub.add_parser("rerun", help="Start a new execution with the same (or another) input")
+        rerun.add_argument("arn")
+        rerun.add_argument("--input", help="JSON input (default: the original's)")
+        rerun.set_defaults(run=self.rerun)
         for name, run in (("pause", self.pause), ("resume", self.resume)):
             action = sub.add_parser(name, help=f"{name.capitalize()} an execution")
             action.add_argument("arn")
@@ -93,7 +103,8 @@ class Command(BaseCommand):
         serve.add_argument("--host", default="127.0.0.1")
         serve.add_argument("--port", type=int, default=8000)
         serve.add_argument(
-            "--no-embedded", action="store_true",
+            "--no-embedded",
+            action="store_true",
             help="Web only; workers and scheduler run as their own processes",
         )
         serve.set_defaults(run=self.serve)
@@ -124,9 +135,13 @@ class Command(BaseCommand):
 
     # --- functions -----------------------------------------------------------------
     def functions_register(self, options: argparse.Namespace) -> None:
-        function = services.function_register(
-            name=options.name, handler=options.handler, durable=not options.plain,
-            description=options.description, execution_timeout=options.timeout,
+        function = operator.function_save(
+            Actor.cli(),
+            name=options.name,
+            handler=options.handler,
+            durable=not options.plain,
+            description=options.description,
+            execution_timeout=options.timeout,
         )
         self.stdout.write(f"{function.name} v{function.version} -> {function.handler}")
 
@@ -138,9 +153,7 @@ class Command(BaseCommand):
 
     # --- executions --------------------------------------------------------------------
     def start(self, options: argparse.Namespace) -> None:
-        started = services.execution_start(
-            function=options.function, input_payload=options.input, name=options.name
-        )
+        started = operator.start(Actor.cli(), options.function, options.input, name=options.name)
         arn = started.execution.arn
         if options.wait is None:
             self.stdout.write(arn)
@@ -173,7 +186,7 @@ class Command(BaseCommand):
         self.emit({"Events": events})
 
     def callback_succeed(self, options: argparse.Namespace) -> None:
-        services.callback_succeed(options.callback_id, options.result)
+        operator.callback_succeed(Actor.cli(), options.callback_id, options.result)
         self.stdout.write("callback succeeded")
 
     def callback_fail(self, options: argparse.Namespace) -> None:
@@ -182,7 +195,7 @@ class Command(BaseCommand):
             for key, value in (("ErrorType", options.error_type), ("ErrorMessage", options.error_message))
             if value is not None
         }
-        services.callback_fail(options.callback_id, error or None)
+        operator.callback_fail(Actor.cli(), options.callback_id, error or None)
         self.stdout.write("callback failed")
 
     def callback_heartbeat(self, options: argparse.Namespace) -> None:
@@ -190,16 +203,24 @@ class Command(BaseCommand):
         self.stdout.write("heartbeat recorded")
 
     def stop(self, options: argparse.Namespace) -> None:
-        error = {"ErrorMessage": options.reason} if options.reason else None
-        stopped_at = services.execution_stop(options.arn, error)
+        stopped_at = operator.stop(Actor.cli(), options.arn, options.reason)
         self.stdout.write(f"stopped at {stopped_at.isoformat()}")
 
+    def redrive(self, options: argparse.Namespace) -> None:
+        preview = services.redrive_preview(selectors.execution_get(options.arn))
+        operator.redrive(Actor.cli(), options.arn)
+        names = ", ".join(op.name or op.operation_id[:12] for op in preview.rerun) or "none"
+        self.stdout.write(f"redriven; operations that run again: {names}; replayed: {len(preview.replayed)}")
+
+    def rerun(self, options: argparse.Namespace) -> None:
+        self.stdout.write(operator.rerun(Actor.cli(), options.arn, options.input).arn)
+
     def pause(self, options: argparse.Namespace) -> None:
-        services.execution_pause(options.arn)
+        operator.pause(Actor.cli(), options.arn)
         self.stdout.write("paused")
 
     def resume(self, options: argparse.Namespace) -> None:
-        services.execution_resume(options.arn)
+        operator.resume(Actor.cli(), options.arn)
         self.stdout.write("resumed")
 
     # --- processes -----------------------------------------------------------------------
@@ -209,9 +230,15 @@ class Command(BaseCommand):
         from durable_console.celery import app
 
         app.worker_main(
-            ["worker", f"--concurrency={options.concurrency}", f"--loglevel={options.loglevel}",
-             f"--pool={options.pool}",
-             "--without-gossip", "--without-mingle", "--without-heartbeat"]
+            [
+                "worker",
+                f"--concurrency={options.concurrency}",
+                f"--loglevel={options.loglevel}",
+                f"--pool={options.pool}",
+                "--without-gossip",
+                "--without-mingle",
+                "--without-heartbeat",
+            ]
         )
 
     def scheduler(self, options: argparse.Namespace) -> None:
@@ -232,7 +259,6 @@ class Command(BaseCommand):
         for line in demo_setup():
             self.stdout.write(line)
 
-
     # --- API access keys ---------------------------------------------------------------------
     def keys_create(self, options: argparse.Namespace) -> None:
         user = None
@@ -248,9 +274,7 @@ class Command(BaseCommand):
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
             owner = key.user.get_username() if key.user else "-"
-            self.stdout.write(
-                f"{key.access_key_id}\t{state}\t{used}\t{owner}\t{key.description}"
-            )
+            self.stdout.write(f"{key.access_key_id}\t{state}\t{used}\t{owner}\t{key.description}")
 
     def keys_revoke(self, options: argparse.Namespace) -> None:
         key = access_keys.key_revoke(options.access_key_id)
