@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import threading
+import time
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
@@ -21,6 +22,7 @@ from executions.models import Execution, ExecutionStatus, Operation
 logger = logging.getLogger(__name__)
 
 BATCH = 200
+PURGE_EVERY_SECONDS = 60.0
 REDISPATCH_AFTER = datetime.timedelta(seconds=5)
 ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
@@ -74,9 +76,13 @@ def _dispatch_plain_invokes() -> int:
 def run_forever(stop: threading.Event, interval: float | None = None) -> None:
     """Tick until ``stop`` is set; a failing tick is logged and retried."""
     interval = interval or settings.DURABLE_SCHEDULER_INTERVAL_SECONDS
+    next_purge = 0.0
     while not stop.is_set():
         try:
             tick()
+            if time.monotonic() >= next_purge:
+                services.executions_purge_expired()
+                next_purge = time.monotonic() + PURGE_EVERY_SECONDS
         except Exception:
             logger.exception("scheduler tick failed")
             close_old_connections()

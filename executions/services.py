@@ -27,7 +27,14 @@ from executions.errors import (
     ResourceNotFound,
 )
 from executions.functions import function_register
-from executions.models import Execution, ExecutionStatus, Invocation, Operation
+from executions.models import (
+    TERMINAL_EXECUTION_STATUSES,
+    Execution,
+    ExecutionStatus,
+    Function,
+    Invocation,
+    Operation,
+)
 from executions.rows import rows, select_many
 from executions.starts import StartResult, execution_start
 from executions.transitions import (
@@ -54,6 +61,7 @@ __all__ = [
     "execution_resume",
     "execution_start",
     "execution_stop",
+    "executions_purge_expired",
     "function_register",
     "get_state",
     "invocation_begin",
@@ -684,9 +692,7 @@ def execution_redrive(arn: str) -> Execution:
         execution_op.ended_at = None
         changes.touch(execution_op)
         request_invocation(changes)
-        commit_changes(
-            changes, extra_fields=("timeout_at", "consecutive_failures", "invalid_pending_count")
-        )
+        commit_changes(changes, extra_fields=("timeout_at", "consecutive_failures", "invalid_pending_count"))
         return execution
 
 
@@ -697,3 +703,28 @@ def execution_rerun(arn: str, input_payload: str | None = None) -> Execution:
         raise ResourceNotFound(f"Durable execution not found: {arn}")
     payload = original.input_payload if input_payload is None else input_payload
     return execution_start(function=original.function.name, input_payload=payload).execution
+
+
+# --- retention --------------------------------------------------------------------------------
+
+
+def executions_purge_expired(now: datetime.datetime | None = None, *, batch: int = 200) -> int:
+    """Delete terminal executions older than their function's retention period.
+
+    Small batches keep each delete short; the scheduler calls this now and then.
+    Returns how many executions were deleted.
+    """
+    now = now or clock.now()
+    deleted = 0
+    for function_id, retention_days in Function.objects.values_list("pk", "retention_days"):
+        cutoff = now - datetime.timedelta(days=retention_days)
+        expired = list(
+            Execution.objects.filter(
+                function_id=function_id, ended_at__lt=cutoff, status__in=TERMINAL_EXECUTION_STATUSES
+            ).values_list("pk", flat=True)[:batch]
+        )
+        if expired:
+            with transaction.atomic():
+                Execution.objects.filter(parent_id__in=expired).update(parent=None)
+                deleted += Execution.objects.filter(pk__in=expired).delete()[1].get("executions.Execution", 0)
+    return deleted

@@ -337,3 +337,15 @@ def test_timestamps_in_the_invocation_input_are_datetimes() -> None:
     (op,) = invocation.operations
     assert isinstance(op["StartTimestamp"], datetime.datetime)
     assert op["StartTimestamp"].tzinfo is not None
+
+
+def test_terminal_executions_past_retention_are_purged() -> None:
+    function_register(name="echo", handler=handler_path(echo))
+    with engine_driver() as driver:
+        old = start("echo", {"n": 1})
+        driver.run_until(lambda: refreshed(old).is_terminal)
+        recent = start("echo", {"n": 2})
+        driver.run_until(lambda: refreshed(recent).is_terminal)
+        Execution.objects.filter(pk=old.pk).update(ended_at=driver.clock.now() - datetime.timedelta(days=15))
+        assert services.executions_purge_expired(driver.clock.now()) == 1
+    assert list(Execution.objects.values_list("pk", flat=True)) == [recent.pk]
