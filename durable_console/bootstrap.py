@@ -1,4 +1,4 @@
-"""First-run setup for ``make run``: demo functions, the admin account, a development API key."""
+"""First-run setup for ``make run``: demo functions, admin and reviewer accounts, a development API key."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ ADMIN_USERNAME = "admin"
 
 
 def demo_setup() -> Iterator[str]:
+    from approvals.bootstrap import ensure_demo_reviewer
     from examples.registry import DEMO_FUNCTIONS
     from executions.functions import function_register
 
@@ -29,12 +30,16 @@ def demo_setup() -> Iterator[str]:
         demo.name for demo in DEMO_FUNCTIONS
     )
     yield from _ensure_admin()
+    yield from ensure_demo_reviewer()
     yield from _ensure_dev_key()
 
 
 def _ensure_admin() -> Iterator[str]:
     """Create the admin on first run with a random password kept in a git-ignored file."""
-    password_file = settings.BASE_DIR / ".admin-password"
+    # Beside the database it belongs to (var/ is git-ignored), so test or scratch databases
+    # set up with another DURABLE_VAR_DIR never overwrite the real login.
+    password_file = settings.VAR_DIR / "admin-password"
+    settings.VAR_DIR.mkdir(parents=True, exist_ok=True)
     users = get_user_model().objects
     if not users.filter(username=ADMIN_USERNAME).exists():
         password = secrets.token_urlsafe(12)

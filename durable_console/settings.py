@@ -67,6 +67,7 @@ INSTALLED_APPS = [
     "template_partials",
     "channels",
     "executions",
+    "approvals",
     "examples",
 ]
 
@@ -141,7 +142,14 @@ STATIC_URL = "static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
 
-LOGIN_URL = "/admin/login/"
+# --- Console ----------------------------------------------------------------------
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Live updates: changes to one execution within this window become one push.
+DURABLE_LIVE_DEBOUNCE_SECONDS = env_float("DURABLE_LIVE_DEBOUNCE_SECONDS", 0.1)
+# Largest number of executions one bulk stop/redrive may act on.
+DURABLE_BULK_MAX_EXECUTIONS = env_int("DURABLE_BULK_MAX_EXECUTIONS", 10_000)
 
 # --- Celery (production transport) -----------------------------------------
 # Without a broker the engine runs embedded: an in-process worker pool fed by
@@ -189,6 +197,26 @@ DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS = env_int(
 DURABLE_SDK_STOP_POLL_SECONDS = env_float("DURABLE_SDK_STOP_POLL_SECONDS", 0.002)
 # Key that derives callback ids from stored seeds; only their hashes are indexed.
 DURABLE_CALLBACK_KEY = env_str("DURABLE_CALLBACK_KEY", SECRET_KEY)
+
+# --- E-mail (approvals: reviewer notifications, verification links) ------------------------
+# Without EMAIL_HOST (embedded mode) messages are printed by the console backend,
+# so `make run` shows the links; with it they go out over SMTP.
+EMAIL_HOST = env_str("EMAIL_HOST")
+EMAIL_PORT = env_int("EMAIL_PORT", 587)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
+# A slow mail server must not hold a handler's submitter step for long.
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
+EMAIL_BACKEND = env_str(
+    "EMAIL_BACKEND",
+    "django.core.mail.backends.smtp.EmailBackend"
+    if EMAIL_HOST
+    else "django.core.mail.backends.console.EmailBackend",
+)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Durable Console <durable-console@localhost>")
+# Where people reach the console: the base of the links in e-mails.
+DURABLE_PUBLIC_URL = env_str("DURABLE_PUBLIC_URL", f"http://127.0.0.1:{env_str('PORT', '8000')}")
 
 # --- Lambda-compatible API ----------------------------------------------------------
 # Key that encrypts the stored API access-key secrets (SigV4 needs them in the clear).

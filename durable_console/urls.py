@@ -14,4 +14,9 @@ urlpatterns = [
     path("healthz", healthz, name="healthz"),
     # The Lambda-compatible API lives at the root, where AWS clients put its paths.
     path("", include("executions.api.urls")),
+    # The approvals inbox and the signed e-mail link pages.
+    path("approvals/", include("approvals.urls")),
+    # The operations console: login/logout, then home, executions, functions, audit, faults.
+    path("accounts/", include("django.contrib.auth.urls")),
+    path("", include("executions.console.urls")),
 ]

@@ -11,12 +11,17 @@ Approved documents are finalized (published); rejected ones are archived,
 and so are documents nobody decided on in time (CallbackTimeoutError) or
 whose approval was withdrawn (the callback was failed).
 
-The submitter only records an "approval_requested" ledger row carrying the
-callback id; the approvals app turns that into an inbox item.
+The submitter puts the request in the approvals inbox of the reviewers
+(``approvals.handler_api.request_approval``), which e-mails each of them a
+personal link; their decision completes the callback. Run on another backend
+(the SDK's test runner), the callback is not this service's: there is no inbox,
+and the decision arrives through the callback API instead.
 
-Input (all optional): ``document_id``, ``title``, ``author``, ``reviewer``,
-``approval_timeout_seconds`` (default 86400, at most 86400), ``faults``,
-``max_attempts``, ``retry_delay_seconds``.
+Input (all optional): ``document_id``, ``title``, ``author``, ``reviewer``
+(the name reported when nobody decides), ``reviewers`` (user or group names,
+default: ``[reviewer]`` if given, else the "approvers" group),
+``required_approvals`` (default 1), ``approval_timeout_seconds`` (default
+86400, at most 86400), ``faults``, ``max_attempts``, ``retry_delay_seconds``.
 """
 
 from __future__ import annotations
@@ -38,11 +43,14 @@ from aws_durable_execution_sdk_python import (
 from aws_durable_execution_sdk_python.config import Duration, WaitForCallbackConfig
 from aws_durable_execution_sdk_python.types import WaitForCallbackContext
 
+from approvals import handler_api
 from examples.inputs import as_event, int_field, key_field, text_field
 from examples.policies import retrying_step, transient_retry
-from examples.services import Approvals, Documents, Faults
+from examples.services import Approvals, Documents, Faults, TransientServiceError
+from executions.callback_ids import hash_callback_id
 
 APPROVAL_WINDOW_SECONDS = 24 * 3600
+DEFAULT_REVIEWERS = ("approvers",)
 
 
 @dataclass(frozen=True)
@@ -51,6 +59,8 @@ class Request:
     title: str
     author: str
     reviewer: str
+    reviewers: tuple[str, ...]
+    required: int
     faults: Faults
 
 
@@ -60,8 +70,19 @@ def read_request(event: dict[str, Any], context: DurableContext) -> Request:
         title=text_field(event, "title", "Q3 supplier contract"),
         author=text_field(event, "author", "author@example.com"),
         reviewer=text_field(event, "reviewer", "reviewer@example.com"),
+        reviewers=read_reviewers(event),
+        required=int_field(event, "required_approvals", 1, minimum=1, maximum=10),
         faults=Faults.from_input(event),
     )
+
+
+def read_reviewers(event: dict[str, Any]) -> tuple[str, ...]:
+    raw = event.get("reviewers")
+    if raw is None:
+        return (text_field(event, "reviewer", ""),) if "reviewer" in event else DEFAULT_REVIEWERS
+    if not isinstance(raw, list) or not raw or not all(isinstance(name, str) and name for name in raw):
+        raise ValueError("reviewers must be a non-empty list of user or group names")
+    return tuple(raw)
 
 
 @durable_step
@@ -70,10 +91,37 @@ def prepare_document(step: StepContext, request: Request) -> dict[str, Any]:
 
 
 @durable_wait_for_callback
-def request_approval(callback_id: str, context: WaitForCallbackContext, request: Request) -> None:
-    """Ask the reviewer for a decision, quoting the callback id that records it."""
-    approvals = Approvals(request.faults)
-    approvals.request(request.document_id, callback_id, request.reviewer, request.title)
+def request_approval(
+    callback_id: str,
+    context: WaitForCallbackContext,
+    request: Request,
+    document: dict[str, Any],
+    timeout: int,
+) -> None:
+    """Put the decision in the reviewers' inbox (each is e-mailed a personal link too).
+
+    Safe to run again: the approvals app keeps one request per callback id.
+    """
+    Approvals(request.faults).request(
+        request.document_id, hash_callback_id(callback_id), request.reviewers, request.title
+    )
+    try:
+        handler_api.request_approval(
+            callback_id,
+            title=f"Publish: {request.title}",
+            summary=(
+                f"{request.author} asks to publish {request.title} ({document['pages']} pages). "
+                "Approve to publish it; reject (with a reason) to archive it."
+            ),
+            document=document,
+            reviewers=list(request.reviewers),
+            required=request.required,
+            expires_in=timeout,
+        )
+    except handler_api.CallbackNotFound:
+        return  # not our callback (another backend): it is answered through the callback API
+    except handler_api.DeliveryError as error:
+        raise TransientServiceError(str(error)) from error  # only the unsent e-mails go again
 
 
 @durable_step
@@ -127,7 +175,7 @@ def approval_timeout(event: dict[str, Any]) -> int:
 
 
 def await_decision(
-    context: DurableContext, event: dict[str, Any], request: Request
+    context: DurableContext, event: dict[str, Any], request: Request, document: dict[str, Any]
 ) -> dict[str, Any]:
     """Suspend until the reviewer decides; no decision in time, or a withdrawn
     request, counts as "not approved" with its own status."""
@@ -138,7 +186,7 @@ def await_decision(
     unanswered = {"approved": False, "reviewer": request.reviewer}
     try:
         raw = context.wait_for_callback(
-            request_approval(request), name="await-approval", config=config
+            request_approval(request, document, timeout), name="await-approval", config=config
         )
     except CallbackTimeoutError:
         return {"status": "expired", **unanswered, "reason": f"no decision within {timeout} s"}
@@ -156,7 +204,7 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     retrying = retrying_step(event)
     prepared = context.step(prepare_document(request), name="prepare-document", config=retrying)
     document = {key: prepared[key] for key in ("document_id", "title", "pages")}
-    decision = await_decision(context, event, request)
+    decision = await_decision(context, event, request, prepared)
     if decision["approved"]:
         finalize = finalize_document(request, decision["reviewer"])
         published = context.step(finalize, name="finalize-document", config=retrying)

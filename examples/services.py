@@ -345,6 +345,7 @@ class Documents(SimulatedService):
             "author": author,
             "pages": pages,
             "checksum": checksum,
+            "body": document_body(title, author, pages),
         }
 
     def finalize(self, document_id: str, reviewer: str) -> dict[str, Any]:
@@ -358,21 +359,34 @@ class Documents(SimulatedService):
         return {"archive_id": short_id("arc", document_id), "reason": reason}
 
 
-class Approvals(SimulatedService):
-    """Stand-in for the approvals inbox: it only notes that a decision is wanted.
+def document_body(title: str, author: str, pages: int) -> str:
+    """A readable stand-in for the document's text (what reviewers read in the inbox)."""
+    return (
+        f"{title}\n\n"
+        f"Prepared by {author}; {pages} page{'s' if pages != 1 else ''}.\n\n"
+        "1. Scope. The supplier delivers the goods listed in Schedule A on the agreed dates.\n"
+        "2. Price. Prices are fixed for twelve months from signature.\n"
+        "3. Termination. Either party may terminate with ninety days' written notice."
+    )
 
-    The approvals app replaces this with real inbox items tied to the callback id.
+
+class Approvals(SimulatedService):
+    """The demo's record that a decision was asked for (the fault point "approvals.request").
+
+    The real request goes to the approvals app's inbox; this ledger row only
+    lets tests count requests. It keeps the callback id's hash, never the id:
+    the id completes the callback, so it is as good as a password.
     """
 
     name = "approvals"
 
-    def request(self, document_id: str, callback_id: str, reviewer: str, title: str) -> None:
+    def request(self, document_id: str, callback_id_hash: str, reviewers: Sequence[str], title: str) -> None:
         self._call("request", document_id)
         self._record(
             "approval_requested",
             document_id,
-            callback_id=callback_id,
-            reviewer=reviewer,
+            callback_id_hash=callback_id_hash,
+            reviewers=list(reviewers),
             title=title,
         )
 

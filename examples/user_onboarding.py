@@ -4,8 +4,11 @@ profile in parallel, send a welcome e-mail.
 Demonstrates:
 
 - ``wait_for_callback`` with a long timeout (48 hours by default): the
-  verification e-mail carries the callback id, and the user's click on the link
-  completes it. The execution costs nothing while it waits.
+  approvals app e-mails a signed, single-use verification link
+  (``approvals.handler_api.send_verification_email``), and the user's
+  confirmation on the page it opens completes the callback with ``true``. The
+  execution costs nothing while it waits. (On another backend, such as the
+  SDK's test runner, the callback is answered through the callback API.)
 - The timeout path: ``CallbackTimeoutError`` sends a reminder and records the
   account as unverified instead of failing the execution.
 - ``parallel``: three independent profile branches run concurrently, each a
@@ -38,9 +41,11 @@ from aws_durable_execution_sdk_python.config import (
 )
 from aws_durable_execution_sdk_python.types import WaitForCallbackContext
 
+from approvals import handler_api
 from examples.inputs import as_event, execution_key, int_field, text_field
 from examples.policies import retrying_step, transient_retry
-from examples.services import Customers, Email, Faults
+from examples.services import Customers, Email, Faults, TransientServiceError
+from executions.callback_ids import hash_callback_id
 
 VERIFICATION_WINDOW_SECONDS = 48 * 3600
 
@@ -72,10 +77,18 @@ def create_account(step: StepContext, signup: Signup) -> dict[str, Any]:
 
 @durable_wait_for_callback
 def send_verification_email(
-    callback_id: str, context: WaitForCallbackContext, signup: Signup, user_id: str
+    callback_id: str, context: WaitForCallbackContext, signup: Signup, user_id: str, timeout: int
 ) -> None:
-    """E-mail a verification link that carries the callback id."""
-    Email(signup.faults).send(signup.email, "verify-email", user_id, callback_id=callback_id)
+    """E-mail a verification link that expires with the callback; sent once per callback id."""
+    Email(signup.faults).send(
+        signup.email, "verify-email", user_id, callback_id_hash=hash_callback_id(callback_id)
+    )
+    try:
+        handler_api.send_verification_email(callback_id, email=signup.email, expires_in=timeout)
+    except handler_api.CallbackNotFound:
+        return  # not our callback (another backend): it is answered through the callback API
+    except handler_api.DeliveryError as error:
+        raise TransientServiceError(str(error)) from error
 
 
 @durable_step
@@ -89,11 +102,14 @@ def set_status(step: StepContext, signup: Signup, user_id: str, status: str) -> 
 
 
 def parse_verification(raw: object) -> dict[str, Any]:
-    """Whatever the link handler reported (JSON object), or the raw text."""
+    """Whatever the link handler reported: ``true`` from the approvals app's link page,
+    a JSON object from other callers, or the raw text."""
     try:
         payload = json.loads(raw) if isinstance(raw, str | bytes | bytearray) else raw
     except ValueError:
         return {"raw": str(raw)}
+    if payload is True:
+        return {"confirmed": True, "method": "email-link"}
     return payload if isinstance(payload, dict) else {"raw": payload}
 
 
@@ -182,11 +198,11 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     retrying = retrying_step(event)
     account = context.step(create_account(signup), name="create-account", config=retrying)
     user_id = account["user_id"]
+    timeout = verification_timeout(event)
     config = WaitForCallbackConfig(
-        timeout=Duration.from_seconds(verification_timeout(event)),
-        retry_strategy=transient_retry(event),
+        timeout=Duration.from_seconds(timeout), retry_strategy=transient_retry(event)
     )
-    submitter = send_verification_email(signup, user_id)
+    submitter = send_verification_email(signup, user_id, timeout)
     try:
         raw = context.wait_for_callback(submitter, name="verify-email", config=config)
     except CallbackTimeoutError:

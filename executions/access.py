@@ -6,6 +6,14 @@ from typing import Any
 
 from django.contrib.auth.models import Group, Permission
 
+# Operators and admins see every approval request and may decide any of them
+# (deciding completes a callback, which they may do by hand anyway).
+APPROVALS_FOR_ALL = [
+    "approvals.use_inbox",
+    "approvals.view_all_requests",
+    "approvals.decide_any_request",
+]
+
 GROUP_PERMISSIONS: dict[str, list[str]] = {
     "admins": [
         "executions.view_execution",
@@ -22,6 +30,7 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "auth.view_user",
         "auth.add_user",
         "auth.change_user",
+        *APPROVALS_FOR_ALL,
     ],
     "operators": [
         "executions.view_execution",
@@ -29,8 +38,10 @@ GROUP_PERMISSIONS: dict[str, list[str]] = {
         "executions.complete_callback",
         "executions.view_function",
         "executions.view_auditentry",
+        *APPROVALS_FOR_ALL,
     ],
-    "approvers": [],
+    # Their inbox only: requests naming them or one of their groups.
+    "approvers": ["approvals.use_inbox"],
     "viewers": ["executions.view_execution", "executions.view_function"],
 }
 

@@ -16,7 +16,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from executions import access_keys
-from executions.models import AccessKey, Execution, Function, HistoryEvent, Invocation, Operation
+from executions.models import AccessKey, BulkJob, Execution, Function, HistoryEvent, Invocation, Operation
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -129,3 +129,11 @@ class AccessKeyAdmin(admin.ModelAdmin):
         for key in queryset.filter(revoked_at__isnull=True):
             access_keys.key_revoke(key.access_key_id)
         messages.success(request, "Revoked.")
+
+
+@admin.register(BulkJob)
+class BulkJobAdmin(ReadOnlyAdmin):
+    """Bulk stop/redrive jobs started from the console (each per-execution action is audited)."""
+
+    list_display = ("id", "action", "status", "processed", "total", "created_by_name", "created_at")
+    list_filter = ("action", "status")

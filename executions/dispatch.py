@@ -32,6 +32,11 @@ def set_local_sink(sink: WorkSink | None) -> None:
     _local_sink = sink
 
 
+def is_embedded() -> bool:
+    """Whether an in-process worker pool takes this process's work (embedded mode, tests)."""
+    return _local_sink is not None
+
+
 def can_hint() -> bool:
     """Whether this process delivers wake-up hints (else only the scheduler finds work)."""
     return _local_sink is not None or bool(settings.CELERY_BROKER_URL)

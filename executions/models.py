@@ -7,9 +7,14 @@ blobs. Executions carry the lease and wake-up columns the scheduler claims on.
 
 from __future__ import annotations
 
+import datetime
+from collections.abc import Iterable
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Q
+
+from executions.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
 
 
 class ExecutionStatus(models.TextChoices):
@@ -72,6 +77,77 @@ class FunctionVersion(models.Model):
         return f"{self.function.name}:{self.version}"
 
 
+OPEN_EXECUTION_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
+
+
+class ExecutionQuerySet(models.QuerySet["Execution"]):
+    """Chainable filters over executions; ``executions.console_queries`` composes them.
+
+    Each filter says which index serves it on PostgreSQL (see ``Execution.Meta``).
+    """
+
+    def with_statuses(self, statuses: Iterable[str]) -> ExecutionQuerySet:
+        """Any of ``statuses``; all executions when empty. (status, started_at) index."""
+        wanted = list(dict.fromkeys(statuses))
+        if not wanted:
+            return self
+        if len(wanted) == 1:
+            return self.filter(status=wanted[0])
+        return self.filter(status__in=wanted)
+
+    def open(self) -> ExecutionQuerySet:
+        """RUNNING or PAUSED: not finished yet."""
+        return self.filter(status__in=OPEN_EXECUTION_STATUSES)
+
+    def of_function(self, name: str | None) -> ExecutionQuerySet:
+        """Executions of the function called ``name`` (any version). (function, started_at) index.
+
+        A scalar subquery rather than a join: PostgreSQL then reads the function's
+        executions in index order (newest first) instead of sorting all of them.
+        """
+        if not name:
+            return self
+        return self.filter(function_id=models.Subquery(Function.objects.filter(name=name).values("pk")[:1]))
+
+    def started_between(
+        self, after: datetime.datetime | None = None, before: datetime.datetime | None = None
+    ) -> ExecutionQuerySet:
+        """Started at or after ``after`` and before ``before`` (either may be None)."""
+        queryset = self
+        if after is not None:
+            queryset = queryset.filter(started_at__gte=after)
+        if before is not None:
+            queryset = queryset.filter(started_at__lt=before)
+        return queryset
+
+    def ended_between(self, after: datetime.datetime, before: datetime.datetime) -> ExecutionQuerySet:
+        """Ended in [after, before). Partial (ended_at, status) index."""
+        return self.filter(ended_at__gte=after, ended_at__lt=before)
+
+    def matching(self, search: str) -> ExecutionQuerySet:
+        """By ARN or name: an ``arn:`` string is an exact ARN; anything else is a
+        case-insensitive part of the name (a prefix when shorter than 3 characters,
+        too short for trigrams). Unique ARN index; trigram index on name.
+        """
+        search = search.strip()
+        if not search:
+            return self
+        if search.lower().startswith("arn:"):
+            return self.filter(arn=search)
+        prefix = len(search) < TRIGRAM_MIN_LENGTH
+        return self.filter(ILike("name", like_pattern(search, prefix=prefix)))
+
+    def containing_text(self, text: str) -> ExecutionQuerySet:
+        """``text`` (case-insensitive) inside the input or the result. Trigram indexes on
+        input_payload and result; under 3 characters no index helps.
+        """
+        text = text.strip()
+        if not text:
+            return self
+        pattern = like_pattern(text)
+        return self.filter(Q(ILike("input_payload", pattern)) | Q(ILike("result", pattern)))
+
+
 class Execution(models.Model):
     function = models.ForeignKey(Function, on_delete=models.PROTECT, related_name="executions")
     function_version = models.PositiveIntegerField()
@@ -128,6 +204,8 @@ class Execution(models.Model):
     )
     parent_operation_id = models.CharField(max_length=64, blank=True, default="")
 
+    objects = ExecutionQuerySet.as_manager()
+
     class Meta:
         ordering = ["-started_at", "-id"]
         constraints = [
@@ -150,6 +228,24 @@ class Execution(models.Model):
             ),
             models.Index(fields=["function", "-started_at"], name="execution_fn_started_idx"),
             models.Index(fields=["status", "-started_at"], name="execution_status_started_idx"),
+            # Console list (executions.console_queries), newest first by (started_at, id):
+            # unfiltered and time-range pages.
+            models.Index(fields=["-started_at", "-id"], name="execution_started_id_idx"),
+            # Function + status pages, and the status chip counts under a function filter.
+            models.Index(
+                fields=["function", "status", "-started_at", "-id"], name="execution_fn_status_idx"
+            ),
+            # Activity chart: executions that ended in a window, by outcome.
+            models.Index(
+                fields=["ended_at", "status"],
+                name="execution_ended_idx",
+                condition=Q(ended_at__isnull=False),
+            ),
+            # Name search (part of a name, any case) and text search in input and result,
+            # by ILIKE (ExecutionQuerySet.matching / containing_text).
+            PostgresTrigramIndex(fields=["name"], name="execution_name_trgm_idx"),
+            PostgresTrigramIndex(fields=["input_payload"], name="execution_input_trgm_idx"),
+            PostgresTrigramIndex(fields=["result"], name="execution_result_trgm_idx"),
         ]
         permissions = [
             ("operate_execution", "Can start, stop, pause, resume, redrive and re-run executions"),
@@ -219,6 +315,13 @@ class Operation(models.Model):
                 fields=["execution"],
                 name="operation_invoke_pending_idx",
                 condition=Q(invoke_dispatch_pending=True),
+            ),
+            # Console: the callbacks people are waiting on, across all executions. Migration
+            # 0005 also adds statistics on (status, type) so the planner reads it in order.
+            models.Index(
+                fields=["started_at", "id"],
+                name="operation_open_callback_idx",
+                condition=Q(type="CALLBACK", status="STARTED"),
             ),
         ]
 
@@ -306,6 +409,8 @@ class AuditChannel(models.TextChoices):
     API = "api"
     CLI = "cli"
     SYSTEM = "system"
+    # A signed link in an e-mail (approvals): the person acted without logging in.
+    EMAIL = "email"
 
 
 class AuditEntry(models.Model):
@@ -333,3 +438,58 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M:%S} {self.actor_name} {self.action} {self.target}"
+
+
+class BulkJobStatus(models.TextChoices):
+    PENDING = "PENDING"
+    RUNNING = "RUNNING"
+    DONE = "DONE"
+    FAILED = "FAILED"
+
+
+class BulkJob(models.Model):
+    """A stop or redrive of many executions, run in the background with visible progress.
+
+    The targets are fixed when the job is created (a selection, or what a filter
+    matched then), so executions started afterwards are never swept up, and a job
+    interrupted by a restart can continue from ``processed``.
+    """
+
+    ACTIONS = (("stop", "Stop"), ("redrive", "Redrive"))
+
+    action = models.CharField(max_length=16, choices=ACTIONS)
+    status = models.CharField(max_length=16, choices=BulkJobStatus.choices, default=BulkJobStatus.PENDING)
+    reason = models.TextField(blank=True, default="")
+    scope = models.CharField(max_length=16, help_text="selection or filter")
+    query = models.TextField(blank=True, default="", help_text="The list filter, as a query string")
+    target_ids = models.JSONField(default=list)
+    total = models.PositiveIntegerField(default=0)
+    processed = models.PositiveIntegerField(default=0)
+    succeeded = models.PositiveIntegerField(default=0)
+    skipped = models.PositiveIntegerField(default=0)
+    failed = models.PositiveIntegerField(default=0)
+    # One entry per target that was skipped or failed: {"id", "arn", "outcome", "message"}.
+    problems = models.JSONField(default=list, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_by_name = models.CharField(max_length=150, blank=True, default="")
+    created_at = models.DateTimeField()
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    error = models.TextField(blank=True, default="")
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+
+    def __str__(self) -> str:
+        return f"bulk {self.action} #{self.pk} ({self.processed}/{self.total})"
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in (BulkJobStatus.DONE, BulkJobStatus.FAILED)
+
+    @property
+    def percent(self) -> int:
+        return 100 if not self.total else int(100 * self.processed / self.total)

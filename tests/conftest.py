@@ -263,3 +263,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
                 )
             )
     return report
+
+
+# Browser fixtures are defined once here, so the session-wide Chromium is shared by every module.
+from tests.browser_support import chromium, live_console, page  # noqa: E402, F401

@@ -21,6 +21,7 @@ from aws_durable_execution_sdk_python_testing.runner import (
     DurableFunctionTestRunner,
 )
 
+from approvals.models import ApprovalRequest, EmailVerification
 from examples import (
     batch_processing,
     booking,
@@ -35,6 +36,7 @@ from examples import (
 from examples.ledger import attempts, count
 from examples.models import LedgerEntry
 from examples.registry import DEMO_FUNCTIONS, get
+from executions.callback_ids import hash_callback_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -240,10 +242,14 @@ def approval_payload(document_id: str, **extra: Any) -> dict[str, Any]:
 def test_approved_document_is_finalized(callback_run: Callable[..., Any]) -> None:
     payload = approval_payload("doc-1", faults={"approvals.request": 1})
     runner, arn, callback_id = callback_run(document_approval.handler, payload)
-    # The submitter failed once and was retried: still one request, for the same callback.
+    # The submitter failed once and was retried: still one request, for the same callback
+    # (the ledger keeps only the id's hash). The callback is the reference backend's, not
+    # this service's, so nothing went to the approvals inbox.
     request = LedgerEntry.objects.get(service="approvals", action="approval_requested", key="doc-1")
-    assert request.data["callback_id"] == callback_id
+    assert request.data["callback_id_hash"] == hash_callback_id(callback_id)
+    assert request.data["reviewers"] == ["approvers"]
     assert attempts("approvals.request", "doc-1") == 2
+    assert not ApprovalRequest.objects.exists()
     decision = {"approved": True, "comments": "Ship it", "reviewer": "rev@example.com"}
     runner.send_callback_success(callback_id, json.dumps(decision).encode())
     result = succeeded(runner.wait_for_result(arn, timeout=30))
@@ -356,7 +362,8 @@ def test_verified_user_is_onboarded(callback_run: Callable[..., Any]) -> None:
     payload = {"email": "grace@example.com", "verification_timeout_seconds": 20}
     runner, arn, callback_id = callback_run(user_onboarding.handler, payload)
     sent = LedgerEntry.objects.get(service="email", action="verify-email")
-    assert sent.data["callback_id"] == callback_id
+    assert sent.data["callback_id_hash"] == hash_callback_id(callback_id)
+    assert not EmailVerification.objects.exists()  # not this service's callback: no link was sent
     runner.send_callback_success(
         callback_id, json.dumps({"verified_at": "2026-03-01T10:00:00Z"}).encode()
     )

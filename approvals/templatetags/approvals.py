@@ -1,0 +1,85 @@
+"""Template filters for the approvals pages: time left, and documents made readable."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django import template
+
+register = template.Library()
+
+
+@register.filter
+def time_left(seconds: float | None) -> str:
+    """``2 d 3 h``, ``5 h 10 min``, ``12 min``, ``under a minute``; "" once past."""
+    if seconds is None or seconds <= 0:
+        return ""
+    minutes = int(seconds // 60)
+    if minutes < 1:
+        return "under a minute"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 1:
+        return f"{minutes} min"
+    days, hours = divmod(hours, 24)
+    if days < 1:
+        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
+    return f"{days} d {hours} h" if hours else f"{days} d"
+
+
+@dataclass(frozen=True)
+class DocumentField:
+    label: str
+    text: str
+    block: bool  # long or structured: shown as a block, not inline
+
+
+@dataclass(frozen=True)
+class DocumentView:
+    """How to show a request's document: prose, labelled fields, or JSON."""
+
+    kind: str  # "empty" | "text" | "fields" | "json"
+    text: str = ""
+    fields: tuple[DocumentField, ...] = ()
+
+
+def _field(key: str, value: Any) -> DocumentField:
+    label = str(key).replace("_", " ").capitalize()
+    if isinstance(value, str):
+        return DocumentField(label, value, block=len(value) > 80 or "\n" in value)
+    if value is None or isinstance(value, bool | int | float):
+        return DocumentField(label, json.dumps(value), block=False)
+    return DocumentField(label, json.dumps(value, indent=2, ensure_ascii=False), block=True)
+
+
+@register.filter
+def document_view(document: Any) -> DocumentView:
+    """A string is prose; an object's top-level keys become labelled fields; the rest is JSON."""
+    if document in (None, "", {}, []):
+        return DocumentView("empty")
+    if isinstance(document, str):
+        return DocumentView("text", text=document)
+    if isinstance(document, dict):
+        return DocumentView("fields", fields=tuple(_field(k, v) for k, v in document.items()))
+    return DocumentView("json", text=json.dumps(document, indent=2, ensure_ascii=False))
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+_STATE_CLASSES = {
+    "pending": "st-started",
+    "approved": "st-succeeded",
+    "confirmed": "st-succeeded",
+    "rejected": "st-failed",
+    "expired": "st-timed-out",
+}
+
+
+@register.filter
+def state_class(state: str) -> str:
+    """The console's badge colour for an approval or verification state."""
+    return _STATE_CLASSES.get(str(state), "st-stopped")

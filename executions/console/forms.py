@@ -1,0 +1,180 @@
+"""Console forms: they validate and normalize input; the operator services do the work."""
+
+from __future__ import annotations
+
+import functools
+import json
+from typing import Any
+
+from django import forms
+from django.conf import settings
+
+from executions.errors import InvalidParameterValue
+from executions.functions import FUNCTION_NAME_PATTERN, load_handler
+from executions.models import AuditChannel, BulkJob
+from executions.remote import is_remote
+
+JSON_ATTRS = {"class": "json-editor", "rows": 12, "spellcheck": "false", "autocomplete": "off"}
+
+
+class JSONTextField(forms.CharField):
+    """A textarea whose text must be JSON; the cleaned value is the text, unchanged."""
+
+    widget = forms.Textarea(attrs=JSON_ATTRS)
+
+    def clean(self, value: Any) -> str:
+        text = super().clean(value)
+        if text in ("", None):
+            return text
+        try:
+            json.loads(text)
+        except ValueError as exc:
+            raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        return text
+
+
+class ReasonForm(forms.Form):
+    """Destructive actions (stop, redrive) say why; the reason lands in the audit log."""
+
+    reason = forms.CharField(
+        max_length=500,
+        widget=forms.Textarea(attrs={"rows": 3, "placeholder": "Why? (kept in the audit log)"}),
+    )
+
+
+class OptionalReasonForm(forms.Form):
+    reason = forms.CharField(max_length=500, required=False)
+
+
+class CallbackSucceedForm(forms.Form):
+    result = JSONTextField(
+        label="Result (JSON)",
+        help_text="The handler receives this as the callback's result.",
+        initial="{}",
+    )
+
+
+class CallbackFailForm(forms.Form):
+    error_type = forms.CharField(max_length=256, required=False, initial="ManualFailure")
+    error_message = forms.CharField(max_length=2000, widget=forms.Textarea(attrs={"rows": 3}))
+
+    def error_object(self) -> dict[str, str]:
+        error = {"ErrorMessage": self.cleaned_data["error_message"]}
+        if self.cleaned_data.get("error_type"):
+            error["ErrorType"] = self.cleaned_data["error_type"]
+        return error
+
+
+class RerunForm(forms.Form):
+    input_payload = JSONTextField(label="Input (JSON)", required=False)
+
+
+class StartForm(forms.Form):
+    name = forms.CharField(
+        max_length=64,
+        required=False,
+        help_text="Optional execution name (letters, digits, - and _); starting a name twice is idempotent.",
+    )
+    input_payload = JSONTextField(label="Input (JSON)", required=False, initial="{}")
+
+
+@functools.cache
+def _durable_wrapper_code() -> Any:
+    from aws_durable_execution_sdk_python import durable_execution
+
+    return durable_execution(lambda event, context: None).__code__
+
+
+def is_durable_handler(handler: Any) -> bool:
+    """Whether ``handler`` is the SDK's ``@durable_execution`` wrapper (and not a plain callable).
+
+    ``functools.wraps`` copies the name and module of the user's function onto
+    the wrapper, so only the wrapper's code object tells the two apart.
+    """
+    return getattr(handler, "__code__", None) is _durable_wrapper_code()
+
+
+class FunctionForm(forms.Form):
+    name = forms.CharField(max_length=64, help_text="Letters, digits, - and _; cannot change later.")
+    handler = forms.CharField(
+        max_length=255,
+        help_text="Import path module.path:attribute (or an http(s):// URL for a remote handler).",
+        widget=forms.TextInput(attrs={"class": "mono", "spellcheck": "false"}),
+    )
+    durable = forms.BooleanField(
+        required=False,
+        initial=True,
+        help_text="Durable handlers are wrapped with @durable_execution; plain ones run once per invoke.",
+    )
+    description = forms.CharField(required=False, widget=forms.Textarea(attrs={"rows": 3}))
+    execution_timeout = forms.IntegerField(
+        min_value=1,
+        max_value=31_622_400,
+        initial=settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS,
+        help_text="Seconds.",
+    )
+    retention_days = forms.IntegerField(min_value=1, max_value=90, initial=14)
+
+    def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        if editing:
+            self.fields["name"].disabled = True
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if not FUNCTION_NAME_PATTERN.match(name):
+            raise forms.ValidationError("Use letters, digits, - and _ (1 to 64).")
+        return name
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        path = cleaned.get("handler")
+        if not path:
+            return cleaned
+        try:
+            handler = load_handler(path)  # imports it: a typo fails here, not at the first run
+        except InvalidParameterValue as exc:
+            self.add_error("handler", exc.message)
+            return cleaned
+        if is_remote(path):
+            return cleaned  # a remote handler cannot be inspected from here
+        durable = is_durable_handler(handler)
+        if cleaned.get("durable") and not durable:
+            self.add_error(
+                "handler",
+                "This is a plain callable, not a @durable_execution handler: untick Durable, or decorate it.",
+            )
+        elif not cleaned.get("durable") and durable:
+            self.add_error("durable", "This handler is wrapped with @durable_execution: tick Durable.")
+        return cleaned
+
+
+class AuditFilterForm(forms.Form):
+    actor = forms.CharField(required=False)
+    action = forms.CharField(required=False)
+    channel = forms.ChoiceField(required=False, choices=[("", "any channel"), *AuditChannel.choices])
+    target = forms.CharField(required=False)
+    after = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+    before = forms.DateField(required=False, widget=forms.DateInput(attrs={"type": "date"}))
+
+
+class BulkForm(forms.Form):
+    action = forms.ChoiceField(choices=BulkJob.ACTIONS)
+    scope = forms.ChoiceField(choices=[("selection", "selection"), ("filter", "filter")])
+    ids = forms.TypedMultipleChoiceField(coerce=int, required=False)
+    query = forms.CharField(required=False)
+    reason = forms.CharField(max_length=500, required=False)
+    confirmed = forms.BooleanField(required=False)
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # Any integer id is acceptable here; the job skips ids that do not exist.
+        self.fields["ids"].valid_value = lambda value: str(value).isdigit()  # type: ignore[attr-defined]
+
+    def clean(self) -> dict[str, Any]:
+        cleaned = super().clean() or {}
+        if cleaned.get("scope") == "selection" and not cleaned.get("ids"):
+            raise forms.ValidationError(
+                "Select at least one execution, or act on everything the filter matches."
+            )
+        return cleaned

@@ -1,0 +1,62 @@
+"""Bulk stop and redrive: confirm (count, reason), then a background job with a progress page."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpResponse, QueryDict
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from executions import console_queries as cq
+from executions.audit import Actor
+from executions.console import bulk
+from executions.console.forms import BulkForm
+from executions.console.htmx import HtmxHttpRequest, page_or_partial
+from executions.console.permissions import (
+    OPERATE_EXECUTION,
+    VIEW_EXECUTION,
+    bulk_job_get_for_user,
+    require,
+)
+from executions.models import Execution
+
+SAMPLE = 10
+
+
+@require_POST
+@require(VIEW_EXECUTION, OPERATE_EXECUTION)
+def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
+    """First POST (from the list): show what would happen. Second (confirmed, with a reason): start."""
+    form = BulkForm(request.POST)
+    if not form.is_valid():
+        return render(request, "executions/bulk_confirm.html", {"form": form, "targets": []}, status=400)
+    data = form.cleaned_data
+    targets = _targets(data)
+    if data["confirmed"] and targets and data["reason"]:
+        fields = {key: data[key] for key in ("action", "scope", "query", "reason")}
+        job = bulk.bulk_job_create(Actor.console(request.user), target_ids=targets, **fields)
+        return redirect("console:bulk-job", pk=job.pk)
+    if data["confirmed"] and targets:
+        form.add_error("reason", "Say why: the reason is kept in the audit log.")
+    context = {
+        "form": form,
+        "targets": targets,
+        "sample": Execution.objects.filter(pk__in=targets[:SAMPLE]).select_related("function"),
+        "limit": settings.DURABLE_BULK_MAX_EXECUTIONS,
+    }
+    return render(request, "executions/bulk_confirm.html", context, status=400 if form.errors else 200)
+
+
+def _targets(data: dict[str, object]) -> list[int]:
+    action = str(data["action"])
+    if data["scope"] == "selection":
+        return list(dict.fromkeys(data["ids"]))[: settings.DURABLE_BULK_MAX_EXECUTIONS]  # type: ignore[call-overload]
+    filters, _ = cq.ExecutionFilters.from_query(QueryDict(str(data["query"] or "")))
+    return bulk.filter_target_ids(filters, action, settings.DURABLE_BULK_MAX_EXECUTIONS)
+
+
+@require_GET
+@require(VIEW_EXECUTION, OPERATE_EXECUTION)
+def bulk_job(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    job = bulk_job_get_for_user(request.user, pk)
+    return page_or_partial(request, "executions/bulk_job.html", "progress", {"job": job})

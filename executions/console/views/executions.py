@@ -1,0 +1,162 @@
+"""The execution list and the execution detail page, with the regions htmx and live updates fetch."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.gzip import gzip_page
+from django.views.decorators.http import require_GET
+from django_htmx.http import push_url
+
+from executions import clock
+from executions import console_queries as cq
+from executions.console.htmx import HtmxHttpRequest, page_or_partial
+from executions.console.permissions import (
+    COMPLETE_CALLBACK,
+    OPERATE_EXECUTION,
+    VIEW_EXECUTION,
+    allowed,
+    execution_get_for_user,
+    require,
+)
+from executions.console.timeline import RowLinks, build_timeline, history_page, rows_html
+from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus, Function
+
+PAGE_SIZE = 50
+DOWNLOADABLE = ("input", "result", "error")
+
+
+@require_GET
+@require(VIEW_EXECUTION)
+def execution_list(request: HtmxHttpRequest) -> HttpResponse:
+    filters, errors = cq.ExecutionFilters.from_query(request.GET)
+    cursor = request.GET.get("cursor") or None
+    page = cq.execution_page(filters, cursor=cursor, limit=PAGE_SIZE)
+    context = {
+        "filters": filters,
+        "errors": errors,
+        "page": page,
+        "first_page": cursor is None or page.prev_cursor is None,
+        "chips": _chips(filters, cq.status_counts(filters)),
+        "functions": Function.objects.order_by("name").values_list("name", flat=True),
+        "can_operate": allowed(request.user, OPERATE_EXECUTION),
+        "query": filters.to_query(),
+    }
+    response = page_or_partial(request, "executions/list.html", "results", context)
+    if not request.htmx or request.htmx.trigger == "execution-results":
+        return response  # a page load or a live refresh: the address is already right
+    # After a filter change the address bar shows the canonical query (no empty form fields).
+    canonical = filters.to_query(cursor=cursor) if cursor else context["query"]
+    return push_url(response, f"{request.path}?{canonical}" if canonical else request.path)
+
+
+def _chips(filters: cq.ExecutionFilters, counts: dict[str, int | str]) -> list[dict[str, Any]]:
+    """One chip per status: its count under the other filters, and the link that filters by it."""
+    chips = [
+        {
+            "status": "",
+            "label": "All",
+            "count": None,
+            "pressed": not filters.statuses,
+            "query": filters.to_query(statuses=()),
+        }
+    ]
+    for status, label in cq.status_choices():
+        chips.append(
+            {
+                "status": status,
+                "label": label.replace("_", " ").title(),
+                "count": counts.get(status, 0),
+                "pressed": filters.statuses == (status,),
+                "query": filters.to_query(statuses=(status,)),
+            }
+        )
+    return chips
+
+
+@require_GET
+@gzip_page  # thousands of timeline rows compress ~15x
+@require(VIEW_EXECUTION)
+def execution_detail(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    execution = execution_get_for_user(request.user, pk)
+    return render(request, "executions/detail.html", _detail_context(request, execution))
+
+
+@require_GET
+@gzip_page
+@require(VIEW_EXECUTION)
+def execution_live(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The regions a change refreshes, as out-of-band swaps (fetched after a websocket push)."""
+    execution = execution_get_for_user(request.user, pk)
+    context = {**_detail_context(request, execution), "oob": True}
+    return render(request, "executions/detail.html#live-response", context)
+
+
+@require_GET
+@require(VIEW_EXECUTION)
+def execution_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """The history region alone: filtered by event type, paged by event id."""
+    execution = execution_get_for_user(request.user, pk)
+    return render(request, "executions/detail.html#history", _detail_context(request, execution))
+
+
+def _detail_context(request: HtmxHttpRequest, execution: Execution) -> dict[str, Any]:
+    data = cq.execution_detail_data(execution)
+    user, now = request.user, clock.now()
+    after = request.GET.get("after", "")
+    timeline = build_timeline(data, now)
+    can_complete = allowed(user, COMPLETE_CALLBACK) and not execution.is_terminal
+    return {
+        "execution": execution,
+        "data": data,
+        "timeline": timeline,
+        "timeline_rows": rows_html(timeline, RowLinks.for_execution(execution, can_complete=can_complete)),
+        "history": history_page(
+            data.events, event_type=request.GET.get("type", ""), after=int(after) if after.isdigit() else 0
+        ),
+        "invocations": data.invocations[-INVOCATIONS_SHOWN:],
+        "pending_callbacks": [n.operation for n in data.nodes.values() if _is_pending_callback(n.operation)],
+        "can_operate": allowed(user, OPERATE_EXECUTION),
+        "can_complete": can_complete,
+        "actions": _available_actions(execution) if allowed(user, OPERATE_EXECUTION) else set(),
+        "now": now,
+    }
+
+
+INVOCATIONS_SHOWN = 200
+
+
+def _is_pending_callback(op: Any) -> bool:
+    return op.type == "CALLBACK" and op.status == "STARTED"
+
+
+def _available_actions(execution: Execution) -> set[str]:
+    """Which operator actions the execution's state allows (the services check again)."""
+    status = execution.status
+    actions = {"rerun"}
+    if status not in TERMINAL_EXECUTION_STATUSES:
+        actions.add("stop")
+    if status == ExecutionStatus.RUNNING:
+        actions.add("pause")
+    if status == ExecutionStatus.PAUSED:
+        actions.add("resume")
+    if status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
+        actions.add("redrive")
+    return actions
+
+
+@require_GET
+@require(VIEW_EXECUTION)
+def execution_download(request: HtmxHttpRequest, pk: int, part: str) -> HttpResponse:
+    """The input, result or error as a JSON file (viewers show at most a preview of big payloads)."""
+    execution = execution_get_for_user(request.user, pk)
+    if part not in DOWNLOADABLE:
+        raise Http404("Nothing to download")
+    value = {"input": execution.input_payload, "result": execution.result, "error": execution.error}[part]
+    body = value if isinstance(value, str) else json.dumps(value, indent=2)
+    response = HttpResponse(body or "", content_type="application/json; charset=utf-8")
+    response["Content-Disposition"] = f'attachment; filename="{execution.name}-{part}.json"'
+    return response

@@ -1,0 +1,72 @@
+"""Helpers for the console tests: a fixed cast of users, one per group, and logged-in clients.
+
+Functions, not fixtures: each test module declares the few fixtures it needs
+on top of these (fixtures imported from another module would shadow names).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from django.contrib.auth.models import Group, User
+from django.test import Client
+
+from examples.registry import DEMO_FUNCTIONS
+from executions.access import ensure_groups
+from executions.functions import function_register
+from executions.models import Execution
+from tests.engine_driver import EngineDriver, refreshed
+
+ROLES = ("admin", "operator", "approver", "viewer", "nobody")
+PASSWORD = "correct horse battery staple"  # set it on a user where a test logs in for real
+
+
+@dataclass(frozen=True)
+class Cast:
+    """One user per group (``nobody`` has none), by role name."""
+
+    users: dict[str, User]
+
+    def __getitem__(self, role: str) -> User:
+        return self.users[role]
+
+    def client(self, role: str | None, *, csrf_checks: bool = False) -> Client:
+        """A client logged in as ``role`` (anonymous for None)."""
+        client = Client(enforce_csrf_checks=csrf_checks)
+        if role is not None:
+            client.force_login(self.users[role])
+        return client
+
+
+def make_cast() -> Cast:
+    ensure_groups()
+    groups = {"admin": "admins", "operator": "operators", "approver": "approvers", "viewer": "viewers"}
+    users = {}
+    for role in ROLES:
+        user = User.objects.create_user(role)  # no password: hashing one costs ~0.3 s
+        if role in groups:
+            user.groups.add(Group.objects.get(name=groups[role]))
+        users[role] = user
+    return Cast(users)
+
+
+def register_demos() -> None:
+    for demo in DEMO_FUNCTIONS:
+        function_register(
+            name=demo.name,
+            handler=demo.handler,
+            durable=demo.durable,
+            description=demo.description,
+            execution_timeout=demo.execution_timeout,
+        )
+
+
+def finished(driver: EngineDriver, execution: Execution) -> Execution:
+    driver.run_until(lambda: refreshed(execution).is_terminal)
+    return refreshed(execution)
+
+
+def as_json(value: Any) -> str:
+    return json.dumps(value)

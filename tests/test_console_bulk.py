@@ -1,0 +1,205 @@
+"""Bulk stop and redrive: confirmation with a reason, a background job, progress, audit."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from examples import ledger
+from executions import tasks
+from executions.console import bulk
+from executions.models import AuditEntry, BulkJob, Execution
+from tests import console_handlers
+from tests.console_support import Cast, finished, make_cast, register_demos
+from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+@pytest.fixture
+def cast() -> Cast:
+    return make_cast()
+
+
+@pytest.fixture
+def driver() -> Iterator[EngineDriver]:
+    register_demos()
+    register("wait-a-minute", console_handlers.wait_a_minute)
+    with engine_driver() as running:
+        yield running
+    ledger.close()
+
+
+def running(driver: EngineDriver, count: int, function: str = "wait-a-minute") -> list[Execution]:
+    executions = [start(function) for _ in range(count)]
+    driver.settle()
+    return [refreshed(e) for e in executions]
+
+
+def wait_for_job(job_id: int, timeout: float = 10) -> BulkJob:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = BulkJob.objects.get(pk=job_id)
+        if job.is_finished:
+            return job
+        time.sleep(0.05)
+    raise AssertionError(f"bulk job {job_id} did not finish: {BulkJob.objects.get(pk=job_id)}")
+
+
+def test_bulk_stop_of_a_selection_confirms_asks_why_and_runs_on_a_thread(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    targets = running(driver, 3)
+    done = finished(driver, start("order-processing", {"order_id": "b-1"}))
+    ids = [str(e.pk) for e in [*targets, done]]
+    client = cast.client("operator")
+
+    confirm = client.post("/executions/bulk/", {"action": "stop", "scope": "selection", "ids": ids})
+    assert confirm.status_code == 200 and b"Stop 4 executions?" in confirm.content
+
+    no_reason = client.post(
+        "/executions/bulk/", {"action": "stop", "scope": "selection", "ids": ids, "confirmed": "on"}
+    )
+    assert no_reason.status_code == 400 and b"Say why" in no_reason.content
+    assert not BulkJob.objects.exists()
+
+    started = client.post(
+        "/executions/bulk/",
+        {"action": "stop", "scope": "selection", "ids": ids, "confirmed": "on", "reason": "bad deploy"},
+    )
+    job = BulkJob.objects.get()
+    assert started["Location"] == f"/executions/bulk/{job.pk}/"
+    job = wait_for_job(job.pk)  # embedded (a worker pool in this process): a thread ran it
+    assert (job.status, job.total, job.succeeded, job.skipped, job.failed) == ("DONE", 4, 3, 1, 0)
+    assert job.problems == [
+        {"id": done.pk, "arn": done.arn, "outcome": "skipped", "message": "already SUCCEEDED"}
+    ]
+    assert all(refreshed(e).status == "STOPPED" for e in targets)
+    actions = list(AuditEntry.objects.order_by("id").values_list("action", "actor_name"))
+    assert actions == [("bulk.stop", "operator")] + [("execution.stop", "operator")] * 3
+    assert AuditEntry.objects.filter(action="execution.stop").first().details == {"reason": "bad deploy"}
+
+    page = client.get(f"/executions/bulk/{job.pk}/").content.decode()
+    assert 'data-status="DONE"' in page and "already SUCCEEDED" in page and 'id="bulk-succeeded">3<' in page
+
+
+def test_bulk_by_filter_acts_on_what_the_filter_matches_that_the_action_applies_to(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    waiting = running(driver, 2)
+    other = running(driver, 1, "document-approval")
+    done = finished(driver, start("booking", {"booking_id": "b-2"}))
+    client = cast.client("admin")
+    query = "function=wait-a-minute"
+    confirm = client.post("/executions/bulk/", {"action": "stop", "scope": "filter", "query": query})
+    assert b"Stop 2 executions?" in confirm.content
+    client.post(
+        "/executions/bulk/",
+        {"action": "stop", "scope": "filter", "query": query, "confirmed": "on", "reason": "r"},
+    )
+    job = wait_for_job(BulkJob.objects.get().pk)
+    assert sorted(job.target_ids) == sorted(e.pk for e in waiting) and job.succeeded == 2
+    assert refreshed(other[0]).status == "RUNNING" and refreshed(done).status == "SUCCEEDED"
+
+
+def test_bulk_redrive_by_status_filter(cast: Cast, driver: EngineDriver) -> None:
+    failed = [
+        finished(
+            driver,
+            start(
+                "booking", {"booking_id": f"f-{n}", "max_attempts": 1, "faults": {"booking.reserve_room": 9}}
+            ),
+        )
+        for n in range(2)
+    ]
+    assert {e.status for e in failed} == {"FAILED"}
+    running(driver, 1)
+    client = cast.client("operator")
+    assert (
+        client.post("/faults/switch/", {"point": "booking.reserve_room", "faults": "off"}).status_code == 302
+    )
+    client.post(
+        "/executions/bulk/",
+        {
+            "action": "redrive",
+            "scope": "filter",
+            "query": "status=FAILED",
+            "confirmed": "on",
+            "reason": "fixed",
+        },
+    )
+    job = wait_for_job(BulkJob.objects.get().pk)
+    assert job.succeeded == 2 and job.total == 2
+    assert all(finished(driver, e).status == "SUCCEEDED" for e in failed)
+
+
+def test_nothing_to_do_says_so(cast: Cast, driver: EngineDriver) -> None:
+    finished(driver, start("order-processing", {"order_id": "b-3"}))
+    response = cast.client("operator").post(
+        "/executions/bulk/", {"action": "redrive", "scope": "filter", "query": "status=SUCCEEDED"}
+    )
+    assert b"Nothing to do" in response.content
+
+
+def test_an_empty_selection_is_an_error(cast: Cast, driver: EngineDriver) -> None:
+    response = cast.client("operator").post("/executions/bulk/", {"action": "stop", "scope": "selection"})
+    assert response.status_code == 400 and b"Select at least one execution" in response.content
+
+
+def test_progress_region_polls_until_done(
+    cast: Cast, driver: EngineDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(bulk, "bulk_job_dispatch", lambda job_id: None)  # run it by hand below
+    targets = running(driver, 2)
+    cast.client("operator").post(
+        "/executions/bulk/",
+        {
+            "action": "stop",
+            "scope": "selection",
+            "ids": [e.pk for e in targets],
+            "confirmed": "on",
+            "reason": "r",
+        },
+    )
+    job = BulkJob.objects.get()
+    client = cast.client("operator")
+    pending = client.get(f"/executions/bulk/{job.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert pending.lstrip().startswith("<section") and 'hx-trigger="every 1s"' in pending
+    assert bulk.bulk_job_run(job.pk) is not None
+    assert bulk.bulk_job_run(job.pk) is None  # claimed and finished: a second run does nothing
+    done = client.get(f"/executions/bulk/{job.pk}/", headers={"HX-Request": "true"}).content.decode()
+    assert "hx-trigger" not in done and 'data-status="DONE"' in done
+
+
+def test_an_interrupted_job_resumes_where_it_stopped(cast: Cast, driver: EngineDriver) -> None:
+    targets = running(driver, 3)
+    job = BulkJob.objects.create(
+        action="stop",
+        scope="selection",
+        target_ids=[e.pk for e in targets],
+        total=3,
+        processed=1,
+        succeeded=1,
+        status="RUNNING",
+        created_at=targets[0].started_at,
+        heartbeat_at=targets[0].started_at - datetime.timedelta(minutes=5),  # its runner died back then
+        created_by=cast["operator"],
+        created_by_name="operator",
+    )
+    job = bulk.bulk_job_run(job.pk)
+    assert job is not None and (job.processed, job.succeeded) == (3, 3)
+    assert refreshed(targets[0]).status == "RUNNING"  # counted before the interruption, not redone
+    assert {refreshed(e).status for e in targets[1:]} == {"STOPPED"}
+
+
+def test_with_workers_elsewhere_the_job_goes_to_celery(
+    cast: Cast, monkeypatch: pytest.MonkeyPatch, settings: object
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(tasks.run_bulk_job, "delay", sent.append)
+    settings.CELERY_BROKER_URL = "redis://example.invalid/0"  # type: ignore[attr-defined]
+    bulk.bulk_job_dispatch(41)  # no embedded worker pool in this process
+    assert sent == [41]

@@ -1,0 +1,257 @@
+"""Live updates: live.notify coalesces and never raises; the consumers check permission on
+connect and forward the pushed fragments; a push equals a fresh render of the page's partials."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Iterator
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from channels.db import database_sync_to_async
+from channels.testing import WebsocketCommunicator
+from django.db import connections
+from django.template.loader import render_to_string
+from django.test import override_settings
+
+from durable_console.asgi import application
+from executions import clock, live, operator, services
+from executions.audit import Actor
+from executions.models import Execution
+from tests.console_support import Cast, make_cast, register_demos
+
+IN_MEMORY = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+
+
+# --- notify: coalescing, never raising -------------------------------------------------------
+
+
+@pytest.fixture
+def recorded_flushes(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[set[int]]]:
+    """Replace the render-and-send step; the pusher thread records what it would flush."""
+    calls: list[set[int]] = []
+    done = threading.Event()
+
+    def record(ids: set[int], own_loop: Any = None) -> None:
+        calls.append(set(ids))
+        done.set()
+
+    monkeypatch.setattr(live, "flush", record)
+    yield calls
+
+
+@override_settings(DURABLE_LIVE_DEBOUNCE_SECONDS=0.2)
+def test_notify_coalesces_a_burst_into_one_flush(recorded_flushes: list[set[int]]) -> None:
+    for execution_id in (1, 2, 1, 1, 3, 2):
+        live.notify(execution_id)
+    deadline = time.monotonic() + 3
+    while not recorded_flushes and time.monotonic() < deadline:
+        time.sleep(0.02)
+    time.sleep(0.3)  # nothing else follows the burst
+    assert recorded_flushes == [{1, 2, 3}]
+
+
+@override_settings(DURABLE_LIVE_DEBOUNCE_SECONDS=0.05)
+def test_notify_after_a_flush_starts_a_new_batch(recorded_flushes: list[set[int]]) -> None:
+    live.notify(7)
+    time.sleep(0.4)
+    live.notify(8)
+    time.sleep(0.4)
+    assert recorded_flushes == [{7}, {8}]
+
+
+def test_notify_is_cheap_and_never_raises(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken() -> None:
+        raise RuntimeError("no threads today")
+
+    monkeypatch.setattr(live, "_pusher", broken)
+    started = time.perf_counter()
+    live.notify(1)  # swallowed and logged
+    assert time.perf_counter() - started < 0.05
+
+
+@override_settings(DURABLE_LIVE_DEBOUNCE_SECONDS=0.01)
+def test_a_failing_flush_does_not_stop_the_pusher(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[set[int]] = []
+
+    def flaky(ids: set[int], own_loop: Any = None) -> None:
+        seen.append(set(ids))
+        if len(seen) == 1:
+            raise RuntimeError("layer down")
+
+    monkeypatch.setattr(live, "flush", flaky)
+    live.notify(1)
+    time.sleep(0.3)
+    live.notify(2)
+    time.sleep(0.3)
+    assert seen == [{1}, {2}]
+
+
+# --- what is pushed ------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_pushed_fragments_are_fresh_renders_of_the_page_partials(monkeypatch: pytest.MonkeyPatch) -> None:
+    frozen = clock.now()
+    monkeypatch.setattr(clock, "_now", lambda: frozen)  # "running for 3 s so far" must not tick
+    register_demos()
+    execution = services.execution_start(function="order-processing", input_payload="{}").execution
+    execution = Execution.objects.select_related("function").get(pk=execution.pk)
+    messages = dict(live.render_messages({execution.pk}))
+    header = render_to_string("executions/detail.html#header", {"execution": execution})
+    assert messages[f"execution.{execution.pk}"].startswith(header)
+    assert "data-live-sync" in messages[f"execution.{execution.pk}"]
+    assert messages["executions"] == render_to_string("executions/list.html#row", {"execution": execution})
+    for html in messages.values():  # rendered without a request: nothing per-user, no CSRF token
+        assert "csrfmiddlewaretoken" not in html and "X-CSRFToken" not in html
+
+
+# --- the consumers ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cast(transactional_db: None) -> Cast:
+    return make_cast()
+
+
+def headers_for(cast: Cast, role: str | None) -> list[tuple[bytes, bytes]]:
+    headers = [(b"origin", b"http://localhost")]
+    if role is not None:
+        session = cast.client(role).cookies["sessionid"].value
+        headers.append((b"cookie", f"sessionid={session}".encode()))
+    return headers
+
+
+def run_async(scenario: Callable[[], Coroutine[Any, Any, None]]) -> None:
+    """Run ``scenario`` on a fresh event loop in a thread of its own.
+
+    Not ``async_to_sync``: another test's fixture (a session-wide Playwright) may keep
+    an event loop running on the main thread, where ``async_to_sync`` refuses to run.
+    """
+    failure: list[BaseException] = []
+
+    async def main() -> None:
+        try:
+            await scenario()
+        finally:  # the consumers' queries ran on asgiref's shared thread: close its connection
+            await sync_to_async(connections.close_all)()
+
+    def target() -> None:
+        try:
+            asyncio.run(main())
+        except BaseException as exc:
+            failure.append(exc)
+
+    thread = threading.Thread(target=target, name="ws-scenario")
+    thread.start()
+    thread.join(60)
+    assert not thread.is_alive(), "the websocket scenario did not finish"
+    if failure:
+        raise failure[0]
+
+
+async def connect(path: str, headers: list[tuple[bytes, bytes]]) -> tuple[WebsocketCommunicator, bool]:
+    communicator = WebsocketCommunicator(application, path, headers=headers)
+    connected, _ = await communicator.connect(timeout=5)
+    return communicator, connected
+
+
+def running_execution() -> Execution:
+    register_demos()
+    return services.execution_start(function="document-approval", input_payload="{}").execution
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+@pytest.mark.parametrize(
+    ("role", "allowed"),
+    [("viewer", True), ("operator", True), ("approver", False), ("nobody", False), (None, False)],
+)
+def test_who_may_subscribe_to_an_execution_and_the_list(cast: Cast, role: str | None, allowed: bool) -> None:
+    execution = running_execution()
+    headers = headers_for(cast, role)
+
+    async def scenario() -> None:
+        for path in (f"/ws/executions/{execution.pk}/", "/ws/executions/"):
+            communicator, connected = await connect(path, headers)
+            assert connected is allowed, (role, path)
+            await communicator.disconnect()
+
+    run_async(scenario)
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY)
+def test_unknown_execution_and_foreign_origin_are_refused(cast: Cast) -> None:
+    admin = headers_for(cast, "admin")
+
+    async def scenario() -> None:
+        _, connected = await connect("/ws/executions/999999/", admin)
+        assert not connected
+        _, connected = await connect("/ws/executions/", [(b"origin", b"http://evil.example"), admin[1]])
+        assert not connected
+
+    run_async(scenario)
+
+
+async def receive_until(communicator: Any, text: str, timeout: float = 5) -> str:
+    """The first message containing ``text``; earlier ones are skipped (deadline-bound)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = await communicator.receive_from(timeout=max(0.1, deadline - time.monotonic()))
+        if text in message:
+            return message
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, DURABLE_LIVE_DEBOUNCE_SECONDS=0.05)
+def test_a_watcher_receives_the_fragments_after_a_change(cast: Cast) -> None:
+    execution = running_execution()
+
+    def stop() -> None:
+        operator.stop(Actor.console(cast["operator"]), execution.arn, "watch this")
+
+    viewer = headers_for(cast, "viewer")
+
+    async def scenario() -> None:
+        detail, ok_detail = await connect(f"/ws/executions/{execution.pk}/", viewer)
+        listing, ok_list = await connect("/ws/executions/", viewer)
+        assert ok_detail and ok_list
+        await database_sync_to_async(stop)()  # commits; notify runs after commit
+        # A push about the execution's creation may still be in flight: wait for the stop.
+        pushed = await receive_until(detail, "STOPPED")
+        assert f'id="execution-{execution.pk}-header"' in pushed
+        assert "data-live-sync" in pushed
+        row = await receive_until(listing, "STOPPED")
+        assert f'id="execution-row-{execution.pk}"' in row
+        await detail.disconnect()
+        await listing.disconnect()
+
+    run_async(scenario)
+
+
+@override_settings(CHANNEL_LAYERS=IN_MEMORY, DURABLE_LIVE_DEBOUNCE_SECONDS=0.05)
+def test_a_refused_subscriber_receives_nothing(cast: Cast) -> None:
+    execution = running_execution()
+
+    approver, viewer = headers_for(cast, "approver"), headers_for(cast, "viewer")
+
+    async def scenario() -> None:
+        refused, connected = await connect(f"/ws/executions/{execution.pk}/", approver)
+        assert not connected
+        watcher, _ = await connect(f"/ws/executions/{execution.pk}/", viewer)
+        await database_sync_to_async(operator.stop)(Actor.console(cast["admin"]), execution.arn, "x")
+        assert "STOPPED" in await watcher.receive_from(timeout=5)
+        assert await refused.receive_nothing(timeout=0.2)
+        await watcher.disconnect()
+
+    run_async(scenario)
+
+
+@pytest.mark.django_db
+def test_with_the_in_memory_layer_and_no_server_nothing_is_rendered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Embedded worker threads without a websocket server in the process skip the work."""
+    monkeypatch.setattr(live, "_server_loop", None)
+    monkeypatch.setattr(live, "render_messages", lambda ids: pytest.fail("rendered for nobody"))
+    with override_settings(CHANNEL_LAYERS=IN_MEMORY):
+        live.flush({1, 2})
