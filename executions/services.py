@@ -40,6 +40,7 @@ from executions.starts import StartResult, execution_start
 from executions.transitions import (
     close_execution,
     commit_changes,
+    complete_async_operation,
     complete_chained_invoke,
     complete_due_timers,
     invocation_completed_event,
@@ -445,7 +446,9 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
         raise InvalidParameterValue("Callback result exceeds 1 MiB")
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
-        _complete_callback(changes, op, "SUCCEEDED", result=result or "")
+        complete_async_operation(
+            changes, op, status="SUCCEEDED", event_prefix="Callback", result=result or ""
+        )
         commit_changes(changes)
 
 
@@ -457,7 +460,7 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
         _validate_error_object(error)
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
-        _complete_callback(changes, op, "FAILED", error=error or {})
+        complete_async_operation(changes, op, status="FAILED", event_prefix="Callback", error=error or {})
         commit_changes(changes)
 
 
@@ -471,27 +474,6 @@ def callback_heartbeat(callback_id: str) -> None:
             changes.recompute_wake = True
             changes.save_quietly(op)
         commit_changes(changes)
-
-
-def _complete_callback(
-    changes: ChangeSet,
-    op: Operation,
-    status: str,
-    *,
-    result: str | None = None,
-    error: dict[str, Any] | None = None,
-) -> None:
-    op.status = status
-    op.result = result
-    op.error = error
-    op.ended_at = changes.now
-    changes.set_timer(op, None)
-    changes.touch(op, by_service=True)
-    if status == "SUCCEEDED":
-        changes.event("CallbackSucceeded", op, Result=wrap_payload(result))
-    else:
-        changes.event("CallbackFailed", op, Error=wrap_payload(error))
-    request_invocation(changes)
 
 
 # --- plain chained invokes ------------------------------------------------------------------

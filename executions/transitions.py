@@ -155,6 +155,36 @@ def timeout_execution(changes: ChangeSet) -> None:
     )
 
 
+def complete_async_operation(
+    changes: ChangeSet,
+    op: Operation,
+    *,
+    status: str,
+    event_prefix: str,
+    result: str | None = None,
+    error: dict[str, Any] | None = None,
+) -> None:
+    """Record an outcome that arrived from outside the handler, and re-invoke it.
+
+    Callbacks answered and chained invokes finished both land here: the
+    operation closes, its history event (``<prefix>Succeeded``/``Failed``/...)
+    is written, and the handler gets an invocation to see it.
+    """
+    op.status = status
+    op.result = result
+    op.error = error
+    op.ended_at = changes.now
+    op.invoke_dispatch_pending = False
+    changes.set_timer(op, None)
+    changes.touch(op, by_service=True)
+    suffix = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "TIMED_OUT": "TimedOut", "STOPPED": "Stopped"}
+    if status == "SUCCEEDED":
+        changes.event(event_prefix + suffix[status], op, Result=wrap_payload(result))
+    else:
+        changes.event(event_prefix + suffix[status], op, Error=wrap_payload(error or {}))
+    request_invocation(changes)
+
+
 def complete_chained_invoke(
     changes: ChangeSet,
     op: Operation,
@@ -164,25 +194,10 @@ def complete_chained_invoke(
     error: dict[str, Any] | None = None,
 ) -> None:
     """Record a chained invoke's outcome on the caller's operation and re-invoke it."""
-    if op.status != "STARTED":
-        return
-    op.status = status
-    op.result = result
-    op.error = error
-    op.ended_at = changes.now
-    op.invoke_dispatch_pending = False
-    changes.touch(op, by_service=True)
-    event_type = {
-        "SUCCEEDED": "ChainedInvokeSucceeded",
-        "FAILED": "ChainedInvokeFailed",
-        "TIMED_OUT": "ChainedInvokeTimedOut",
-        "STOPPED": "ChainedInvokeStopped",
-    }[status]
-    if status == "SUCCEEDED":
-        changes.event(event_type, op, Result=wrap_payload(result))
-    else:
-        changes.event(event_type, op, Error=wrap_payload(error or {}))
-    request_invocation(changes)
+    if op.status == "STARTED":
+        complete_async_operation(
+            changes, op, status=status, event_prefix="ChainedInvoke", result=result, error=error
+        )
 
 
 def child_outcome_for_parent(child: Execution) -> dict[str, Any]:
