@@ -13,8 +13,8 @@ from django.contrib.auth import get_user_model
 ADMIN_USERNAME = "admin"
 
 
-def demo_setup() -> Iterator[str]:
-    from approvals.bootstrap import ensure_demo_reviewer
+def register_demo_functions() -> None:
+    """Register (or update) every demo function of ``examples.registry``."""
     from examples.registry import DEMO_FUNCTIONS
     from executions.functions import function_register
 
@@ -26,6 +26,13 @@ def demo_setup() -> Iterator[str]:
             description=demo.description,
             execution_timeout=demo.execution_timeout,
         )
+
+
+def demo_setup() -> Iterator[str]:
+    from approvals.bootstrap import ensure_demo_reviewer
+    from examples.registry import DEMO_FUNCTIONS
+
+    register_demo_functions()
     yield f"Registered {len(DEMO_FUNCTIONS)} demo functions: " + ", ".join(
         demo.name for demo in DEMO_FUNCTIONS
     )

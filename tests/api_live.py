@@ -71,9 +71,7 @@ def live_server(*, workers: int = 2, scheduler_interval: float = 0.05) -> Iterat
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(
-        "durable_console.asgi:application", log_level="warning", lifespan="off"
-    )
+    config = uvicorn.Config("durable_console.asgi:application", log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     web = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     stop = threading.Event()

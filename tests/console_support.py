@@ -13,9 +13,8 @@ from typing import Any
 from django.contrib.auth.models import Group, User
 from django.test import Client
 
-from examples.registry import DEMO_FUNCTIONS
+from durable_console.bootstrap import register_demo_functions
 from executions.access import ensure_groups
-from executions.functions import function_register
 from executions.models import Execution
 from tests.engine_driver import EngineDriver, refreshed
 
@@ -53,14 +52,7 @@ def make_cast() -> Cast:
 
 
 def register_demos() -> None:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            description=demo.description,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
 
 
 def finished(driver: EngineDriver, execution: Execution) -> Execution:

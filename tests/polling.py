@@ -43,8 +43,6 @@ def wait_until(
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             detail = f" (last error: {last_error!r})" if last_error is not None else ""
-            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {message}{detail}") from (
-                last_error
-            )
+            raise WaitTimeout(f"timed out after {timeout:g}s waiting for {message}{detail}") from (last_error)
         time.sleep(min(delay, remaining))
         delay = min(delay * 1.5, max_interval)

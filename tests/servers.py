@@ -88,9 +88,7 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _wait(
-    check: Callable[[], bool], proc: subprocess.Popen, timeout: float, what: str, log: Path
-) -> None:
+def _wait(check: Callable[[], bool], proc: subprocess.Popen, timeout: float, what: str, log: Path) -> None:
     """Poll ``check`` until true; fail early if ``proc`` exits, or at the deadline."""
     deadline = time.monotonic() + timeout
     delay = 0.01
@@ -252,12 +250,9 @@ def find_postgres_bindir(min_major: int = MIN_POSTGRES_MAJOR) -> Path:
             too_old.append(f"{bindir} ({major or 'unknown version'})")
     if too_old:
         raise ServiceError(
-            f"PostgreSQL {min_major}+ needed, found only {', '.join(too_old)}; "
-            + POSTGRES_PACKAGE_HINT
+            f"PostgreSQL {min_major}+ needed, found only {', '.join(too_old)}; " + POSTGRES_PACKAGE_HINT
         )
-    raise ServiceError(
-        f"PostgreSQL server binaries (initdb, postgres) not found; {POSTGRES_PACKAGE_HINT}"
-    )
+    raise ServiceError(f"PostgreSQL server binaries (initdb, postgres) not found; {POSTGRES_PACKAGE_HINT}")
 
 
 @dataclass

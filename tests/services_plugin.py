@@ -107,9 +107,7 @@ def start_test_services() -> TestServices:
                 )
             os.environ["DATABASE_URL"] = services.database_url
         else:
-            raise ServiceError(
-                f"DURABLE_TEST_DATABASE={database_mode!r}: expected 'postgresql' or 'sqlite'"
-            )
+            raise ServiceError(f"DURABLE_TEST_DATABASE={database_mode!r}: expected 'postgresql' or 'sqlite'")
 
         if os.environ.get("DURABLE_TEST_REDIS", "").strip().lower() in OFF_VALUES:
             for name in ("REDIS_URL", "CELERY_BROKER_URL"):
@@ -154,9 +152,7 @@ def _raise_keyboard_interrupt(signum: int, frame: object) -> None:
 def pytest_load_initial_conftests(early_config: pytest.Config, parser, args):
     global _services
     namespace = early_config.known_args_namespace
-    if _services is None and not (
-        getattr(namespace, "help", False) or getattr(namespace, "version", False)
-    ):
+    if _services is None and not (getattr(namespace, "help", False) or getattr(namespace, "version", False)):
         try:
             _services = start_test_services()
         except ServiceError as error:

@@ -133,7 +133,9 @@ def test_invoke_request_response_waits_for_the_execution(client: Any) -> None:
     )
     assert again["DurableExecutionArn"] == arn
     conflict = error_of(
-        client.invoke, FunctionName="api-greet", Payload=b'{"name": "bob"}',
+        client.invoke,
+        FunctionName="api-greet",
+        Payload=b'{"name": "bob"}',
         DurableExecutionName="ada-1",
     )
     assert (conflict["code"], conflict["status"]) == ("DurableExecutionAlreadyStartedException", 409)
@@ -173,7 +175,9 @@ def test_invoke_event_dry_run_and_function_errors(client: Any) -> None:
     not_json = error_of(client.invoke, FunctionName="api-greet", Payload=b"{oops")
     assert (not_json["code"], not_json["status"]) == ("InvalidRequestContentException", 400)
     too_big = error_of(
-        client.invoke, FunctionName="api-greet", InvocationType="Event",
+        client.invoke,
+        FunctionName="api-greet",
+        InvocationType="Event",
         Payload=json.dumps({"blob": "x" * (1024 * 1024)}),
     )
     assert (too_big["code"], too_big["status"]) == ("RequestTooLargeException", 413)
@@ -201,12 +205,11 @@ def test_callbacks_history_and_state_of_an_execution(client: Any) -> None:
     bare = client.get_durable_execution(DurableExecutionArn=arn, IncludeExecutionData=False)
     assert "InputPayload" not in bare and "Result" not in bare
 
-    again = error_of(
-        client.send_durable_execution_callback_success, CallbackId=callback, Result=b'"no"'
-    )
+    again = error_of(client.send_durable_execution_callback_success, CallbackId=callback, Result=b'"no"')
     assert (again["code"], again["status"]) == ("CallbackTimeoutException", 400)
     unknown = error_of(
-        client.send_durable_execution_callback_failure, CallbackId="bm9wZQ==",
+        client.send_durable_execution_callback_failure,
+        CallbackId="bm9wZQ==",
         Error={"ErrorMessage": "x"},
     )
     assert (unknown["code"], unknown["status"]) == ("ResourceNotFoundException", 404)
@@ -222,9 +225,7 @@ def _check_history_paging(client: Any, arn: str) -> None:
     assert [e["EventId"] for e in events] == list(range(1, len(events) + 1))
     assert events[0]["EventType"] == "ExecutionStarted"
     assert events[-1]["EventType"] == "ExecutionSucceeded"
-    assert {"CallbackStarted", "CallbackSucceeded", "InvocationCompleted"} <= {
-        e["EventType"] for e in events
-    }
+    assert {"CallbackStarted", "CallbackSucceeded", "InvocationCompleted"} <= {e["EventType"] for e in events}
     paged, marker = [], None
     while True:
         page = client.get_durable_execution_history(
@@ -236,9 +237,9 @@ def _check_history_paging(client: Any, arn: str) -> None:
     assert [e["EventId"] for e in paged] == [e["EventId"] for e in events]
     newest = client.get_durable_execution_history(DurableExecutionArn=arn, ReverseOrder=True)
     assert newest["Events"][0]["EventId"] == events[-1]["EventId"]
-    truncated = client.get_durable_execution_history(
-        DurableExecutionArn=arn, IncludeExecutionData=False
-    )["Events"][0]["ExecutionStartedDetails"]["Input"]
+    truncated = client.get_durable_execution_history(DurableExecutionArn=arn, IncludeExecutionData=False)[
+        "Events"
+    ][0]["ExecutionStartedDetails"]["Input"]
     assert truncated == {"Truncated": True}
 
 
@@ -253,9 +254,12 @@ def test_callback_failure_stop_pause_resume_and_delete(client: Any) -> None:
 
     held = start(client, "api-approval", {"doc": 2})
     callback_id(client, held, "approval")
-    assert client.pause_durable_execution(DurableExecutionArn=held, Reason="audit")[
-        "ResponseMetadata"
-    ]["HTTPStatusCode"] == 202
+    assert (
+        client.pause_durable_execution(DurableExecutionArn=held, Reason="audit")["ResponseMetadata"][
+            "HTTPStatusCode"
+        ]
+        == 202
+    )
     paused = client.get_durable_execution(DurableExecutionArn=held)
     assert paused["Status"] == "PAUSED"
     assert paused["PauseDetails"]["Reason"] == "audit"
@@ -307,7 +311,11 @@ def test_list_durable_executions_by_function_filters_and_pages(client: Any) -> N
     assert names(FunctionName="api-approval", Statuses=["RUNNING"]) == ["w1"]
     assert names(FunctionName="api-greet", Qualifier="$LATEST") == ["g4", "g3", "g2", "g1", "g0"]
     assert names(FunctionName="arn:aws:lambda:us-east-1:123456789012:function:api-greet") == [
-        "g4", "g3", "g2", "g1", "g0",
+        "g4",
+        "g3",
+        "g2",
+        "g1",
+        "g0",
     ]
 
     paged, marker = [], None
@@ -320,9 +328,7 @@ def test_list_durable_executions_by_function_filters_and_pages(client: Any) -> N
         if not (marker := response.get("NextMarker")):
             break
     assert paged == list(reversed(done))
-    summary = client.list_durable_executions_by_function(FunctionName="api-approval")[
-        "DurableExecutions"
-    ][0]
+    summary = client.list_durable_executions_by_function(FunctionName="api-approval")["DurableExecutions"][0]
     assert summary["DurableExecutionArn"] == waiting
     assert summary["Status"] == "RUNNING"
     assert isinstance(summary["StartTimestamp"], datetime.datetime)
@@ -333,7 +339,5 @@ def test_list_durable_executions_by_function_filters_and_pages(client: Any) -> N
     assert (bad_status["code"], bad_status["status"]) == ("InvalidParameterValueException", 400)
     unknown = error_of(client.list_durable_executions_by_function, FunctionName="nope")
     assert unknown["code"] == "ResourceNotFoundException"
-    bad_marker = error_of(
-        client.list_durable_executions_by_function, FunctionName="api-greet", Marker="!!"
-    )
+    bad_marker = error_of(client.list_durable_executions_by_function, FunctionName="api-greet", Marker="!!")
     assert bad_marker["code"] == "InvalidParameterValueException"

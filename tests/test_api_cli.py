@@ -40,7 +40,9 @@ def aws(
     def run(*args: str) -> Any:
         process = spawn_process(
             [AWS, "lambda", *args, "--endpoint-url", server.url, "--output", "json"],
-            env=env, name="aws", cwd=tmp_path,
+            env=env,
+            name="aws",
+            cwd=tmp_path,
         )
         assert process.wait_exit(timeout=60) == 0, process.log_text()
         text = process.log_text()
@@ -55,8 +57,16 @@ def test_aws_cli_drives_an_execution(aws: Callable[..., Any], tmp_path: Path) ->
     assert names == ["order-approval"]
 
     invoked = aws(
-        "invoke", "--function-name", "order-approval", "--invocation-type", "Event",
-        "--durable-execution-name", "cli-1", "--payload", '{"order": 1}', str(tmp_path / "out.json"),
+        "invoke",
+        "--function-name",
+        "order-approval",
+        "--invocation-type",
+        "Event",
+        "--durable-execution-name",
+        "cli-1",
+        "--payload",
+        '{"order": 1}',
+        str(tmp_path / "out.json"),
     )
     assert invoked["StatusCode"] == 202
     arn = invoked["DurableExecutionArn"]

@@ -30,10 +30,10 @@ from django.db import connections
 from django.db.models import Min, Q
 from django.test import override_settings
 
+from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.registry import DEMO_FUNCTIONS
 from executions import access_keys, clock
-from executions.functions import function_register
 from executions.models import Execution, ExecutionStatus, Operation
 from tests.api_live import LiveServer, key_environment, live_server
 from tests.catalogue.cases import (
@@ -88,9 +88,12 @@ class SkippingClock:
     @staticmethod
     def _skip_target(now: datetime.datetime) -> datetime.datetime | None:
         active = Execution.objects.filter(status__in=ACTIVE)
-        busy = active.filter(
-            Q(lease_owner__gt="") | Q(needs_invocation=True, invocation_due_at__lte=now)
-        ).exists() or Operation.objects.filter(invoke_dispatch_pending=True).exists()
+        busy = (
+            active.filter(
+                Q(lease_owner__gt="") | Q(needs_invocation=True, invocation_due_at__lte=now)
+            ).exists()
+            or Operation.objects.filter(invoke_dispatch_pending=True).exists()
+        )
         if busy:
             return None
         ops = Operation.objects.filter(execution__status__in=ACTIVE, timer_at__isnull=False)
@@ -132,7 +135,9 @@ def aws_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def cloud_runner(server: LiveServer, function_name: str) -> DurableFunctionCloudTestRunner:
     return DurableFunctionCloudTestRunner(
-        function_name=function_name, region="us-east-1", lambda_endpoint=server.url,
+        function_name=function_name,
+        region="us-east-1",
+        lambda_endpoint=server.url,
         poll_interval=0.05,
     )
 
@@ -222,7 +227,9 @@ def test_catalogue_through_the_cloud_runner(server: LiveServer) -> None:
     for case in CASES:
         mine, reference = run_over_api(server, case), reference_outcome(case.name)
         same = (mine.status, mine.result, mine.error_type) == (
-            reference.status, reference.result, reference.error_type,
+            reference.status,
+            reference.result,
+            reference.error_type,
         )
         if case.name not in HISTORY_WITHOUT_OPERATIONS:
             same = same and mine.operations == reference.operations
@@ -256,11 +263,7 @@ def test_demo_functions_through_the_cloud_runner(server: LiveServer) -> None:
     Demo results carry generated ids, so the comparison with the reference is
     on status, the result's fields and its own ``status`` field.
     """
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name, handler=demo.handler, durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     try:
         for name in DEMOS:
             result = cloud_runner(server, name).run(input={}, timeout=60)

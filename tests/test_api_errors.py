@@ -71,8 +71,15 @@ def world(server: LiveServer) -> World:
     response = client.checkpoint_durable_execution(
         DurableExecutionArn=arn,
         CheckpointToken=invocation.token,
-        Updates=[{"Id": CALLBACK_OP_ID, "Type": "CALLBACK", "Action": "START", "Name": "approval",
-                  "SubType": "Callback"}],
+        Updates=[
+            {
+                "Id": CALLBACK_OP_ID,
+                "Type": "CALLBACK",
+                "Action": "START",
+                "Name": "approval",
+                "SubType": "Callback",
+            }
+        ],
     )
     (callback,) = response["NewExecutionState"]["Operations"]
     callback_id = callback["CallbackDetails"]["CallbackId"]
@@ -109,7 +116,9 @@ def test_checkpoint_and_state_over_http(world: World) -> None:
     token, pages, marker = first["CheckpointToken"], [], None
     while True:
         page = client.get_durable_execution_state(
-            DurableExecutionArn=arn, CheckpointToken=token, MaxItems=1,
+            DurableExecutionArn=arn,
+            CheckpointToken=token,
+            MaxItems=1,
             **({"Marker": marker} if marker else {}),
         )
         pages.append([op["Type"] for op in page["Operations"]])
@@ -118,9 +127,16 @@ def test_checkpoint_and_state_over_http(world: World) -> None:
     assert pages == [["EXECUTION"], ["CALLBACK"], ["STEP"]]
 
     closing = client.checkpoint_durable_execution(
-        DurableExecutionArn=arn, CheckpointToken=token,
-        Updates=[{"Id": "execution-result-1", "Type": "EXECUTION", "Action": "SUCCEED",
-                  "Payload": '{"answer": "ok"}'}],
+        DurableExecutionArn=arn,
+        CheckpointToken=token,
+        Updates=[
+            {
+                "Id": "execution-result-1",
+                "Type": "EXECUTION",
+                "Action": "SUCCEED",
+                "Payload": '{"answer": "ok"}',
+            }
+        ],
     )
     assert "CheckpointToken" not in closing  # closed: the SDK settles
     described = client.get_durable_execution(DurableExecutionArn=arn)
@@ -140,9 +156,18 @@ class Bad:
 
 
 def raw(
-    world: World, method: str, path: str, *, body: bytes = b"", query: str = "",
-    headers: dict[str, str] | None = None, sign: bool = True, secret: str | None = None,
-    key_id: str | None = None, region: str = "us-east-1", signed_at: datetime.datetime | None = None,
+    world: World,
+    method: str,
+    path: str,
+    *,
+    body: bytes = b"",
+    query: str = "",
+    headers: dict[str, str] | None = None,
+    sign: bool = True,
+    secret: str | None = None,
+    key_id: str | None = None,
+    region: str = "us-east-1",
+    signed_at: datetime.datetime | None = None,
     body_after_signing: bytes | None = None,
 ) -> Any:
     """Send one request, signed by botocore's own SigV4 signer unless told otherwise."""
@@ -167,13 +192,20 @@ def enc(value: str) -> str:
 
 def checkpoint(world: World, body: Any, **kwargs: Any) -> Any:
     data = body if isinstance(body, bytes) else json.dumps(body).encode()
-    return raw(world, "POST", f"/2025-12-01/durable-executions/{enc(world.arn)}/checkpoint",
-               body=data, **kwargs)
+    return raw(
+        world, "POST", f"/2025-12-01/durable-executions/{enc(world.arn)}/checkpoint", body=data, **kwargs
+    )
 
 
 def step(payload_bytes: int) -> dict[str, Any]:
-    return {"Id": STEP_ID, "Type": "STEP", "Action": "SUCCEED", "Name": "ask", "SubType": "Step",
-            "Payload": "x" * payload_bytes}
+    return {
+        "Id": STEP_ID,
+        "Type": "STEP",
+        "Action": "SUCCEED",
+        "Name": "ask",
+        "SubType": "Step",
+        "Payload": "x" * payload_bytes,
+    }
 
 
 LIST = "/2015-03-31/functions"
@@ -184,97 +216,295 @@ def revoked(world: World) -> Any:
     return raw(world, "GET", LIST, key_id=key.access_key_id, secret=key.secret_access_key)
 
 
-
 BAD_REQUESTS = [
-    Bad("unsigned", lambda w: raw(w, "GET", LIST, sign=False), 403,
-        "MissingAuthenticationTokenException"),
-    Bad("wrong secret", lambda w: raw(w, "GET", LIST, secret="not-the-secret"), 403,
-        "InvalidSignatureException", "signature we calculated does not match"),
-    Bad("unknown key id", lambda w: raw(w, "GET", LIST, key_id="AKIA0000000000000000"), 403,
-        "UnrecognizedClientException"),
-    Bad("expired signature", lambda w: raw(w, "GET", LIST,
-        signed_at=datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-        - datetime.timedelta(minutes=20)), 403, "InvalidSignatureException", "Signature expired"),
+    Bad("unsigned", lambda w: raw(w, "GET", LIST, sign=False), 403, "MissingAuthenticationTokenException"),
+    Bad(
+        "wrong secret",
+        lambda w: raw(w, "GET", LIST, secret="not-the-secret"),
+        403,
+        "InvalidSignatureException",
+        "signature we calculated does not match",
+    ),
+    Bad(
+        "unknown key id",
+        lambda w: raw(w, "GET", LIST, key_id="AKIA0000000000000000"),
+        403,
+        "UnrecognizedClientException",
+    ),
+    Bad(
+        "expired signature",
+        lambda w: raw(
+            w,
+            "GET",
+            LIST,
+            signed_at=datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+            - datetime.timedelta(minutes=20),
+        ),
+        403,
+        "InvalidSignatureException",
+        "Signature expired",
+    ),
     Bad("revoked key", revoked, 403, "UnrecognizedClientException"),
-    Bad("other region", lambda w: raw(w, "GET", LIST, region="eu-west-1"), 403,
-        "InvalidSignatureException"),
-    Bad("body changed after signing", lambda w: checkpoint(w, {"CheckpointToken": w.token},
-        body_after_signing=json.dumps({"CheckpointToken": w.token, "Updates": []}).encode()),
-        403, "InvalidSignatureException"),
-    Bad("garbled authorization", lambda w: raw(w, "GET", LIST, sign=False,
-        headers={"Authorization": "AWS4-HMAC-SHA256 Credential=x", "X-Amz-Date": "20250101T000000Z"}),
-        403, "IncompleteSignatureException"),
-    Bad("malformed JSON", lambda w: checkpoint(w, b'{"CheckpointToken": '), 400,
-        "InvalidRequestContentException"),
-    Bad("body not an object", lambda w: checkpoint(w, [1, 2]), 400,
-        "InvalidRequestContentException"),
-    Bad("missing token", lambda w: checkpoint(w, {"Updates": []}), 400,
-        "InvalidParameterValueException", "CheckpointToken"),
-    Bad("token not base64", lambda w: checkpoint(w, {"CheckpointToken": "not base64!"}), 400,
-        "InvalidParameterValueException", "base64"),
-    Bad("token too long", lambda w: checkpoint(w, {"CheckpointToken": "A" * 2052}), 400,
-        "InvalidParameterValueException", "CheckpointToken"),
-    Bad("stale token", lambda w: checkpoint(w, {"CheckpointToken": w.first_token, "Updates": []}),
-        400, "InvalidParameterValueException", "Invalid checkpoint token"),
-    Bad("forged token", lambda w: checkpoint(w, {"CheckpointToken": "MTo1OjA6YWJj"}), 400,
-        "InvalidParameterValueException", "Invalid checkpoint token"),
-    Bad("updates not a list", lambda w: checkpoint(w, {"CheckpointToken": w.token, "Updates": {}}),
-        400, "InvalidParameterValueException", "Updates"),
-    Bad("oversized step payload", lambda w: checkpoint(
-        w, {"CheckpointToken": w.token, "Updates": [step(1024 * 1024 + 1)]}), 400,
-        "InvalidParameterValueException", "exceeds"),
-    Bad("unknown action", lambda w: checkpoint(w, {"CheckpointToken": w.token, "Updates": [
-        {"Id": STEP_ID, "Type": "STEP", "Action": "EXPLODE"}]}), 400,
-        "InvalidParameterValueException", "Invalid action"),
-    Bad("unknown execution", lambda w: raw(w, "POST", "/2025-12-01/durable-executions/"
-        + enc(w.arn[:-4] + "ffff") + "/checkpoint", body=json.dumps({"CheckpointToken": w.token}).encode()),
-        404, "ResourceNotFoundException"),
-    Bad("malformed ARN", lambda w: raw(w, "GET", "/2025-12-01/durable-executions/not-an-arn"), 400,
-        "InvalidParameterValueException", "DurableExecutionArn"),
-    Bad("state page too large", lambda w: raw(w, "GET", f"/2025-12-01/durable-executions/{enc(w.arn)}/state",
-        query=f"CheckpointToken={enc(w.token)}&MaxItems=5000"), 400, "InvalidParameterValueException",
-        "MaxItems"),
-    Bad("history MaxItems negative", lambda w: raw(w, "GET",
-        f"/2025-12-01/durable-executions/{enc(w.arn)}/history", query="MaxItems=-1"), 400,
-        "InvalidParameterValueException"),
-    Bad("unknown callback", lambda w: raw(w, "POST", "/2025-12-01/durable-execution-callbacks/"
-        + enc("bm9wZQ==") + "/succeed", body=b"x"), 404, "ResourceNotFoundException"),
-    Bad("callback id not base64", lambda w: raw(w, "POST",
-        "/2025-12-01/durable-execution-callbacks/a*b/heartbeat"), 400,
-        "InvalidParameterValueException", "base64"),
-    Bad("double callback completion", lambda w: raw(w, "POST", "/2025-12-01/durable-execution-callbacks/"
-        + enc(w.callback_id) + "/succeed", body=b"again"), 400, "CallbackTimeoutException"),
-    Bad("callback error with unknown field", lambda w: raw(w, "POST",
-        "/2025-12-01/durable-execution-callbacks/" + enc(w.callback_id) + "/fail",
-        body=b'{"Oops": 1}'), 400, "InvalidParameterValueException"),
-    Bad("oversized callback result", lambda w: raw(w, "POST", "/2025-12-01/durable-execution-callbacks/"
-        + enc(w.callback_id) + "/succeed", body=b"x" * (1024 * 1024 + 1)), 400,
-        "InvalidParameterValueException", "1 MiB"),
-    Bad("invoke payload over 6 MB", lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations",
-        body=b'"' + b"x" * (6 * 1024 * 1024) + b'"'), 413, "RequestTooLargeException"),
-    Bad("body over the API limit", lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations",
-        body=b"x" * (7 * 1024 * 1024)), 413, "RequestTooLargeException"),
-    Bad("invoke payload not JSON", lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations",
-        body=b"{nope"), 400, "InvalidRequestContentException"),
-    Bad("bad execution name", lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations",
-        body=b"{}", headers={"X-Amz-Durable-Execution-Name": "no spaces allowed"}), 400,
-        "InvalidParameterValueException", "DurableExecutionName"),
-    Bad("bad invocation type", lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations",
-        body=b"{}", headers={"X-Amz-Invocation-Type": "Sometimes"}), 400,
-        "InvalidParameterValueException", "InvocationType"),
-    Bad("unknown function", lambda w: raw(w, "POST", "/2015-03-31/functions/nope/invocations",
-        body=b"{}"), 404, "ResourceNotFoundException"),
-    Bad("listing with a bad date", lambda w: raw(w, "GET",
-        "/2025-12-01/functions/api-approval/durable-executions", query="StartedAfter=yesterday"), 400,
-        "InvalidParameterValueException", "StartedAfter"),
-    Bad("pause reason too long", lambda w: raw(
-        w, "POST", f"/2025-12-01/durable-executions/{enc(w.arn)}/pause",
-        body=json.dumps({"Reason": "r" * 1025}).encode()),
-        400, "InvalidParameterValueException", "Reason"),
-    Bad("unknown operation", lambda w: raw(w, "GET", "/2025-12-01/whatever"), 404,
-        "UnknownOperationException"),
-    Bad("wrong method", lambda w: raw(w, "GET", f"/2025-12-01/durable-executions/{enc(w.arn)}/checkpoint"),
-        404, "UnknownOperationException"),
+    Bad("other region", lambda w: raw(w, "GET", LIST, region="eu-west-1"), 403, "InvalidSignatureException"),
+    Bad(
+        "body changed after signing",
+        lambda w: checkpoint(
+            w,
+            {"CheckpointToken": w.token},
+            body_after_signing=json.dumps({"CheckpointToken": w.token, "Updates": []}).encode(),
+        ),
+        403,
+        "InvalidSignatureException",
+    ),
+    Bad(
+        "garbled authorization",
+        lambda w: raw(
+            w,
+            "GET",
+            LIST,
+            sign=False,
+            headers={"Authorization": "AWS4-HMAC-SHA256 Credential=x", "X-Amz-Date": "20250101T000000Z"},
+        ),
+        403,
+        "IncompleteSignatureException",
+    ),
+    Bad(
+        "malformed JSON",
+        lambda w: checkpoint(w, b'{"CheckpointToken": '),
+        400,
+        "InvalidRequestContentException",
+    ),
+    Bad("body not an object", lambda w: checkpoint(w, [1, 2]), 400, "InvalidRequestContentException"),
+    Bad(
+        "missing token",
+        lambda w: checkpoint(w, {"Updates": []}),
+        400,
+        "InvalidParameterValueException",
+        "CheckpointToken",
+    ),
+    Bad(
+        "token not base64",
+        lambda w: checkpoint(w, {"CheckpointToken": "not base64!"}),
+        400,
+        "InvalidParameterValueException",
+        "base64",
+    ),
+    Bad(
+        "token too long",
+        lambda w: checkpoint(w, {"CheckpointToken": "A" * 2052}),
+        400,
+        "InvalidParameterValueException",
+        "CheckpointToken",
+    ),
+    Bad(
+        "stale token",
+        lambda w: checkpoint(w, {"CheckpointToken": w.first_token, "Updates": []}),
+        400,
+        "InvalidParameterValueException",
+        "Invalid checkpoint token",
+    ),
+    Bad(
+        "forged token",
+        lambda w: checkpoint(w, {"CheckpointToken": "MTo1OjA6YWJj"}),
+        400,
+        "InvalidParameterValueException",
+        "Invalid checkpoint token",
+    ),
+    Bad(
+        "updates not a list",
+        lambda w: checkpoint(w, {"CheckpointToken": w.token, "Updates": {}}),
+        400,
+        "InvalidParameterValueException",
+        "Updates",
+    ),
+    Bad(
+        "oversized step payload",
+        lambda w: checkpoint(w, {"CheckpointToken": w.token, "Updates": [step(1024 * 1024 + 1)]}),
+        400,
+        "InvalidParameterValueException",
+        "exceeds",
+    ),
+    Bad(
+        "unknown action",
+        lambda w: checkpoint(
+            w, {"CheckpointToken": w.token, "Updates": [{"Id": STEP_ID, "Type": "STEP", "Action": "EXPLODE"}]}
+        ),
+        400,
+        "InvalidParameterValueException",
+        "Invalid action",
+    ),
+    Bad(
+        "unknown execution",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2025-12-01/durable-executions/" + enc(w.arn[:-4] + "ffff") + "/checkpoint",
+            body=json.dumps({"CheckpointToken": w.token}).encode(),
+        ),
+        404,
+        "ResourceNotFoundException",
+    ),
+    Bad(
+        "malformed ARN",
+        lambda w: raw(w, "GET", "/2025-12-01/durable-executions/not-an-arn"),
+        400,
+        "InvalidParameterValueException",
+        "DurableExecutionArn",
+    ),
+    Bad(
+        "state page too large",
+        lambda w: raw(
+            w,
+            "GET",
+            f"/2025-12-01/durable-executions/{enc(w.arn)}/state",
+            query=f"CheckpointToken={enc(w.token)}&MaxItems=5000",
+        ),
+        400,
+        "InvalidParameterValueException",
+        "MaxItems",
+    ),
+    Bad(
+        "history MaxItems negative",
+        lambda w: raw(w, "GET", f"/2025-12-01/durable-executions/{enc(w.arn)}/history", query="MaxItems=-1"),
+        400,
+        "InvalidParameterValueException",
+    ),
+    Bad(
+        "unknown callback",
+        lambda w: raw(
+            w, "POST", "/2025-12-01/durable-execution-callbacks/" + enc("bm9wZQ==") + "/succeed", body=b"x"
+        ),
+        404,
+        "ResourceNotFoundException",
+    ),
+    Bad(
+        "callback id not base64",
+        lambda w: raw(w, "POST", "/2025-12-01/durable-execution-callbacks/a*b/heartbeat"),
+        400,
+        "InvalidParameterValueException",
+        "base64",
+    ),
+    Bad(
+        "double callback completion",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2025-12-01/durable-execution-callbacks/" + enc(w.callback_id) + "/succeed",
+            body=b"again",
+        ),
+        400,
+        "CallbackTimeoutException",
+    ),
+    Bad(
+        "callback error with unknown field",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2025-12-01/durable-execution-callbacks/" + enc(w.callback_id) + "/fail",
+            body=b'{"Oops": 1}',
+        ),
+        400,
+        "InvalidParameterValueException",
+    ),
+    Bad(
+        "oversized callback result",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2025-12-01/durable-execution-callbacks/" + enc(w.callback_id) + "/succeed",
+            body=b"x" * (1024 * 1024 + 1),
+        ),
+        400,
+        "InvalidParameterValueException",
+        "1 MiB",
+    ),
+    Bad(
+        "invoke payload over 6 MB",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2015-03-31/functions/api-approval/invocations",
+            body=b'"' + b"x" * (6 * 1024 * 1024) + b'"',
+        ),
+        413,
+        "RequestTooLargeException",
+    ),
+    Bad(
+        "body over the API limit",
+        lambda w: raw(
+            w, "POST", "/2015-03-31/functions/api-approval/invocations", body=b"x" * (7 * 1024 * 1024)
+        ),
+        413,
+        "RequestTooLargeException",
+    ),
+    Bad(
+        "invoke payload not JSON",
+        lambda w: raw(w, "POST", "/2015-03-31/functions/api-approval/invocations", body=b"{nope"),
+        400,
+        "InvalidRequestContentException",
+    ),
+    Bad(
+        "bad execution name",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2015-03-31/functions/api-approval/invocations",
+            body=b"{}",
+            headers={"X-Amz-Durable-Execution-Name": "no spaces allowed"},
+        ),
+        400,
+        "InvalidParameterValueException",
+        "DurableExecutionName",
+    ),
+    Bad(
+        "bad invocation type",
+        lambda w: raw(
+            w,
+            "POST",
+            "/2015-03-31/functions/api-approval/invocations",
+            body=b"{}",
+            headers={"X-Amz-Invocation-Type": "Sometimes"},
+        ),
+        400,
+        "InvalidParameterValueException",
+        "InvocationType",
+    ),
+    Bad(
+        "unknown function",
+        lambda w: raw(w, "POST", "/2015-03-31/functions/nope/invocations", body=b"{}"),
+        404,
+        "ResourceNotFoundException",
+    ),
+    Bad(
+        "listing with a bad date",
+        lambda w: raw(
+            w, "GET", "/2025-12-01/functions/api-approval/durable-executions", query="StartedAfter=yesterday"
+        ),
+        400,
+        "InvalidParameterValueException",
+        "StartedAfter",
+    ),
+    Bad(
+        "pause reason too long",
+        lambda w: raw(
+            w,
+            "POST",
+            f"/2025-12-01/durable-executions/{enc(w.arn)}/pause",
+            body=json.dumps({"Reason": "r" * 1025}).encode(),
+        ),
+        400,
+        "InvalidParameterValueException",
+        "Reason",
+    ),
+    Bad(
+        "unknown operation", lambda w: raw(w, "GET", "/2025-12-01/whatever"), 404, "UnknownOperationException"
+    ),
+    Bad(
+        "wrong method",
+        lambda w: raw(w, "GET", f"/2025-12-01/durable-executions/{enc(w.arn)}/checkpoint"),
+        404,
+        "UnknownOperationException",
+    ),
 ]
 
 

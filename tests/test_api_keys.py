@@ -103,9 +103,7 @@ def test_make_run_creates_one_development_key(settings: Any, tmp_path: Any) -> N
 def signed(client: Client, key: access_keys.IssuedKey, method: str, url: str, body: bytes = b"") -> Any:
     """Sign with botocore, send through the test client with the raw path in RAW_URI."""
     request = AWSRequest(method=method, url=f"http://testserver{url}", data=body)
-    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "lambda", "us-east-1").add_auth(
-        request
-    )
+    SigV4Auth(Credentials(key.access_key_id, key.secret_access_key), "lambda", "us-east-1").add_auth(request)
     parts = urlsplit(url)
     headers = {
         f"HTTP_{name.upper().replace('-', '_')}": value
@@ -113,8 +111,13 @@ def signed(client: Client, key: access_keys.IssuedKey, method: str, url: str, bo
         if name.lower() not in {"content-type", "content-length"}
     }
     return client.generic(
-        method, url, body, content_type="application/json", RAW_URI=parts.path,
-        HTTP_HOST="testserver", **headers,
+        method,
+        url,
+        body,
+        content_type="application/json",
+        RAW_URI=parts.path,
+        HTTP_HOST="testserver",
+        **headers,
     )
 
 

@@ -33,13 +33,18 @@ def server() -> Iterator[LiveServer]:
         yield live
 
 
-def start_remote_runtime(
-    spawn_process: Callable[..., SpawnedProcess], env: dict[str, str]
-) -> str:
+def start_remote_runtime(spawn_process: Callable[..., SpawnedProcess], env: dict[str, str]) -> str:
     runtime = spawn_process(
-        [sys.executable, "-m", "executions.remote_runtime", "tests.api_remote_handler:handler",
-         "--port", "0"],
-        env=env, name="remote-runtime",
+        [
+            sys.executable,
+            "-m",
+            "executions.remote_runtime",
+            "tests.api_remote_handler:handler",
+            "--port",
+            "0",
+        ],
+        env=env,
+        name="remote-runtime",
     )
     runtime.wait_for_log("serving", timeout=20)
     return re.search(r"on (http://\S+)", runtime.log_text()).group(1)
@@ -53,15 +58,19 @@ def test_remote_handler_checkpoints_over_http(
     function_register(name="remote-sum", handler=url)
     client = server.client(key)
 
-    arn = client.invoke(
-        FunctionName="remote-sum", InvocationType="Event", Payload=b'{"numbers": [1, 2, 3]}'
-    )["DurableExecutionArn"]
+    arn = client.invoke(FunctionName="remote-sum", InvocationType="Event", Payload=b'{"numbers": [1, 2, 3]}')[
+        "DurableExecutionArn"
+    ]
 
     def callback_id() -> Any:
         events = client.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
         return next(
-            (e["CallbackStartedDetails"]["CallbackId"] for e in events
-             if e["EventType"] == "CallbackStarted"), None,
+            (
+                e["CallbackStartedDetails"]["CallbackId"]
+                for e in events
+                if e["EventType"] == "CallbackStarted"
+            ),
+            None,
         )
 
     client.send_durable_execution_callback_success(
@@ -69,8 +78,9 @@ def test_remote_handler_checkpoints_over_http(
         Result=b"yes",
     )
     described = wait_until(
-        lambda: (d := client.get_durable_execution(DurableExecutionArn=arn))["Status"] != "RUNNING"
-        and d, timeout=30, message="the execution to end",
+        lambda: (d := client.get_durable_execution(DurableExecutionArn=arn))["Status"] != "RUNNING" and d,
+        timeout=30,
+        message="the execution to end",
     )
     assert described["Status"] == "SUCCEEDED", described.get("Error")
     result = json.loads(described["Result"])

@@ -12,11 +12,10 @@ from django.test import Client
 
 from approvals.models import ApprovalRequest, EmailVerification
 from approvals.selectors import decisions_for_operations
+from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import count
-from examples.registry import DEMO_FUNCTIONS
 from executions import handler_db
-from executions.functions import function_register
 from executions.models import Execution, Operation
 from tests.approvals_support import Cast, links_in_outbox, make_cast
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, start
@@ -31,13 +30,7 @@ def cast() -> Cast:
 
 @pytest.fixture
 def driver() -> Iterator[EngineDriver]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     with engine_driver() as running:
         yield running
     ledger.close()

@@ -12,8 +12,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
 
 from approvals.models import ApprovalRequest, EmailVerification
-from examples.registry import DEMO_FUNCTIONS
-from executions.functions import function_register
+from durable_console.bootstrap import register_demo_functions
 from executions.models import Execution, Operation
 from tests.browser_support import LiveConsole, log_in, screenshot
 from tests.engine_driver import start
@@ -26,13 +25,7 @@ PASSWORD = "approver-test-password"
 
 @pytest.fixture
 def demos(live_console: LiveConsole) -> Iterator[LiveConsole]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     yield live_console
 
 

@@ -14,8 +14,7 @@ from typing import Any
 import pytest
 from django.contrib.auth import get_user_model
 
-from examples.registry import DEMO_FUNCTIONS
-from executions.functions import function_register
+from durable_console.bootstrap import register_demo_functions
 from executions.models import Execution
 from tests.browser_support import LiveConsole, log_in, screenshot
 from tests.engine_driver import start
@@ -28,13 +27,7 @@ PASSWORD = "browser-test-password"
 
 @pytest.fixture
 def console(live_console: LiveConsole, page: Any) -> Iterator[tuple[LiveConsole, Any]]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
     log_in(page, live_console, "admin", PASSWORD)
     yield live_console, page

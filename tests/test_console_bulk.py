@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -15,6 +14,7 @@ from executions.models import AuditEntry, BulkJob, Execution
 from tests import console_handlers
 from tests.console_support import Cast, finished, make_cast, register_demos
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,13 +40,11 @@ def running(driver: EngineDriver, count: int, function: str = "wait-a-minute") -
 
 
 def wait_for_job(job_id: int, timeout: float = 10) -> BulkJob:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = BulkJob.objects.get(pk=job_id)
-        if job.is_finished:
-            return job
-        time.sleep(0.05)
-    raise AssertionError(f"bulk job {job_id} did not finish: {BulkJob.objects.get(pk=job_id)}")
+    return wait_until(
+        lambda: (job := BulkJob.objects.get(pk=job_id)).is_finished and job,
+        timeout=timeout,
+        message=f"bulk job {job_id} to finish",
+    )
 
 
 def test_bulk_stop_of_a_selection_confirms_asks_why_and_runs_on_a_thread(

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 
+from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import attempts, count
 from examples.models import LedgerEntry
 from examples.registry import DEMO_FUNCTIONS
 from executions import services
-from executions.functions import function_register
 from executions.models import Execution, Operation
 from tests.engine_driver import EngineDriver, callback_id, engine_driver, refreshed, start, started_callback
 
@@ -26,13 +26,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def driver() -> Iterator[EngineDriver]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     with engine_driver() as running:
         yield running
     ledger.close()  # the simulated services keep a connection on their own thread

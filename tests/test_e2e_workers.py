@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
+from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import count
-from examples.registry import DEMO_FUNCTIONS
 from executions import services
 from executions.functions import function_register
 from executions.models import Execution
@@ -36,13 +36,7 @@ LEASE_SECONDS = "3"
 def cluster(
     requires_postgresql: None, redis_url: str, spawn_process: Callable[..., SpawnedProcess]
 ) -> Iterator[dict[str, Any]]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     function_register(name="slow-steps", handler=handler_path(slow_steps))
     env = {"DURABLE_LEASE_SECONDS": LEASE_SECONDS, "DURABLE_INVOCATION_RETRY_DELAY_SECONDS": "0.5"}
     workers = [

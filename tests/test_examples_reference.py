@@ -78,9 +78,7 @@ def callback_run() -> Iterator[Callable[..., tuple[DurableFunctionTestRunner, st
     """Start a handler, wait until its callback exists; yields (runner, arn, callback id)."""
     runners: list[DurableFunctionTestRunner] = []
 
-    def start(
-        handler: Handler, payload: dict[str, Any]
-    ) -> tuple[DurableFunctionTestRunner, str, str]:
+    def start(handler: Handler, payload: dict[str, Any]) -> tuple[DurableFunctionTestRunner, str, str]:
         runner = runner_for(handler)
         runners.append(runner)
         arn = runner.run_async(input=json.dumps(payload), execution_timeout=30)
@@ -162,9 +160,7 @@ def test_transaction_retries_payment_without_reserving_twice() -> None:
 
 
 def test_transaction_declined_card_releases_the_reservation() -> None:
-    result = succeeded(
-        run(distributed_transaction.handler, {"order_id": "dt-2", "card_declined": True})
-    )
+    result = succeeded(run(distributed_transaction.handler, {"order_id": "dt-2", "card_declined": True}))
     assert result["status"] == "compensated"
     assert result["failed_step"] == "charge-payment"
     assert result["compensations"] == ["release-inventory"]
@@ -190,9 +186,7 @@ def test_transaction_failed_shipment_refunds_then_releases() -> None:
 
 
 def test_order_is_fulfilled() -> None:
-    result = succeeded(
-        run(order_processing.handler, {"order_id": "op-1", "faults": {"fulfilment.pack": 1}})
-    )
+    result = succeeded(run(order_processing.handler, {"order_id": "op-1", "faults": {"fulfilment.pack": 1}}))
     assert result["status"] == "fulfilled"
     assert result["amount_cents"] == 2 * 1250 + 4999
     assert count("payment", "capture", "op-1") == 1
@@ -273,9 +267,7 @@ def test_rejected_document_is_archived(callback_run: Callable[..., Any]) -> None
 
 
 def test_undecided_document_expires_and_is_archived() -> None:
-    result = succeeded(
-        run(document_approval.handler, approval_payload("doc-3", approval_timeout_seconds=1))
-    )
+    result = succeeded(run(document_approval.handler, approval_payload("doc-3", approval_timeout_seconds=1)))
     assert result["status"] == "expired"
     assert count("documents", "archive", "doc-3") == 1
 
@@ -338,9 +330,7 @@ def test_chain_invokes_every_function_and_checkpoints_results() -> None:
     outcome = run(function_chaining.handler, {"order_id": "fc-1", "faults": {"payment.charge": 1}})
     result = succeeded(outcome)
     assert result["status"] == "completed"
-    invokes = [
-        op.name for op in outcome.operations if op.operation_type is OperationType.CHAINED_INVOKE
-    ]
+    invokes = [op.name for op in outcome.operations if op.operation_type is OperationType.CHAINED_INVOKE]
     assert invokes == ["get-customer", "reserve-inventory", "charge-payment", "fulfil-order"]
     assert attempts("payment.charge", "fc-1") == 2
     assert count("payment", "charge", "fc-1") == 1
@@ -364,9 +354,7 @@ def test_verified_user_is_onboarded(callback_run: Callable[..., Any]) -> None:
     sent = LedgerEntry.objects.get(service="email", action="verify-email")
     assert sent.data["callback_id_hash"] == hash_callback_id(callback_id)
     assert not EmailVerification.objects.exists()  # not this service's callback: no link was sent
-    runner.send_callback_success(
-        callback_id, json.dumps({"verified_at": "2026-03-01T10:00:00Z"}).encode()
-    )
+    runner.send_callback_success(callback_id, json.dumps({"verified_at": "2026-03-01T10:00:00Z"}).encode())
     result = succeeded(runner.wait_for_result(arn, timeout=30))
     assert result["status"] == "active" and result["verified"]
     assert set(result["profile"]) == {"profile", "preferences", "workspace"}
@@ -381,9 +369,7 @@ def test_unverified_user_gets_a_reminder() -> None:
     assert result["status"] == "unverified" and not result["verified"]
     assert count("email", "verify-email-reminder", result["user_id"]) == 1
     assert count("email", "welcome", result["user_id"]) == 0
-    status = LedgerEntry.objects.get(
-        service="customers", action="set_status", key=result["user_id"]
-    )
+    status = LedgerEntry.objects.get(service="customers", action="set_status", key=result["user_id"])
     assert status.data["status"] == "unverified"
 
 

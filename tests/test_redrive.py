@@ -7,13 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import attempts
-from examples.registry import DEMO_FUNCTIONS
 from examples.switches import fault_switch_set
 from executions import services
 from executions.errors import ResourceConflict
-from executions.functions import function_register
 from executions.models import Execution, Operation
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, start
 
@@ -22,13 +21,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 @pytest.fixture
 def driver() -> Iterator[EngineDriver]:
-    for demo in DEMO_FUNCTIONS:
-        function_register(
-            name=demo.name,
-            handler=demo.handler,
-            durable=demo.durable,
-            execution_timeout=demo.execution_timeout,
-        )
+    register_demo_functions()
     with engine_driver() as running:
         yield running
     ledger.close()

@@ -263,8 +263,16 @@ def test_checkpoint_while_paused_is_applied_but_revokes_the_token() -> None:
     response = checkpoint_service.checkpoint(
         execution.arn,
         invocation.token,
-        [{"Id": "w1", "Type": "WAIT", "Action": "START", "Name": "nap", "SubType": "Wait",
-          "WaitOptions": {"WaitSeconds": 30}}],
+        [
+            {
+                "Id": "w1",
+                "Type": "WAIT",
+                "Action": "START",
+                "Name": "nap",
+                "SubType": "Wait",
+                "WaitOptions": {"WaitSeconds": 30},
+            }
+        ],
     )
     assert "CheckpointToken" not in response
     assert response["NewExecutionState"]["Operations"][0]["Status"] == "STARTED"
@@ -315,8 +323,14 @@ def test_state_pages_follow_start_order() -> None:
     invocation = services.invocation_begin(execution.pk, worker="w")
     token = invocation.token
     updates = [
-        {"Id": f"s{i}", "Type": "STEP", "Action": "SUCCEED", "Name": f"s{i}", "SubType": "Step",
-         "Payload": str(i)}
+        {
+            "Id": f"s{i}",
+            "Type": "STEP",
+            "Action": "SUCCEED",
+            "Name": f"s{i}",
+            "SubType": "Step",
+            "Payload": str(i),
+        }
         for i in range(5)
     ]
     token = checkpoint_service.checkpoint(execution.arn, token, updates)["CheckpointToken"]
