@@ -4,7 +4,7 @@
 
 1. Checkpoint latency: the SDK's own service clients, one checkpoint (a step's
    START + SUCCEED) at a time, on a claimed invocation:
-   - in-process: ``executions.client.DatabaseServiceClient`` (what workers use);
+   - in-process: ``executions.workers.client.DatabaseServiceClient`` (what workers use);
    - HTTP: the SDK's ``LambdaClient`` (boto3, SigV4) against ``durable serve``
      running in its own process (uvicorn, web only).
 2. Callback-to-resume: ``durable serve`` with its embedded workers and
@@ -118,7 +118,7 @@ def checkpoint_latency(url: str, key: Any, count: int) -> dict[str, Any]:
 
     from aws_durable_execution_sdk_python.lambda_service import LambdaClient
 
-    from executions.client import DatabaseServiceClient
+    from executions.workers.client import DatabaseServiceClient
 
     db_thread = ThreadPoolExecutor(max_workers=1)
     clients = {

@@ -84,7 +84,7 @@ def _commits() -> int:
 def per_step(runs: int) -> dict[str, Any]:
     """Sequential executions in-process: the latency and cost of each checkpointed step."""
     from executions import services
-    from executions.invoker import Invoker
+    from executions.workers.invoker import Invoker
 
     invoker = Invoker("bench")
     samples: dict[int, dict[str, list[float]]] = {0: _empty(), 20: _empty()}

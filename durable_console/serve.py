@@ -10,8 +10,8 @@ from django.conf import settings
 
 def serve(*, host: str, port: int, embedded: bool = True) -> None:
     """Serve until Ctrl-C; uvicorn owns the signals and shuts everything down in order."""
-    from executions.embedded import EmbeddedWorkerPool
-    from executions.scheduler import run_forever
+    from executions.workers.embedded import EmbeddedWorkerPool
+    from executions.workers.scheduler import run_forever
 
     stop = threading.Event()
     pool: EmbeddedWorkerPool | None = None

@@ -24,10 +24,10 @@ from django.db import connections
 
 from executions.errors import InvalidParameterValue, ResourceNotFound
 from executions.functions import function_arn, load_handler
-from executions.invoker import LambdaContext
 from executions.listing import resolve_with_qualifier
 from executions.models import Execution, ExecutionStatus, Function
 from executions.starts import EXECUTION_NAME_PATTERN, execution_start
+from executions.workers.invoker import LambdaContext
 
 logger = logging.getLogger(__name__)
 

@@ -36,6 +36,13 @@ TERMINAL_EXECUTION_STATUSES = frozenset(
 )
 
 
+# Lambda's function configuration defaults and bounds (per invocation).
+DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300
+DEFAULT_FUNCTION_MEMORY_MB = 512
+FUNCTION_TIMEOUT_RANGE = (1, 900)
+FUNCTION_MEMORY_RANGE = (128, 10_240)
+
+
 class Function(models.Model):
     """A registered handler: durable (replayed by the engine) or plain (called once)."""
 
@@ -50,6 +57,14 @@ class Function(models.Model):
         help_text="Seconds; 1 to 31,622,400",
     )
     retention_days = models.PositiveSmallIntegerField(default=14)
+    # The current version's Lambda function configuration (copied to FunctionVersion).
+    timeout_seconds = models.PositiveIntegerField(
+        default=DEFAULT_FUNCTION_TIMEOUT_SECONDS, help_text="Seconds per invocation; 1 to 900"
+    )
+    memory_mb = models.PositiveIntegerField(
+        default=DEFAULT_FUNCTION_MEMORY_MB, help_text="MB per invocation; 128 to 10,240"
+    )
+    environment = models.JSONField(default=dict, blank=True, help_text="Environment variables")
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -66,6 +81,9 @@ class FunctionVersion(models.Model):
     function = models.ForeignKey(Function, on_delete=models.CASCADE, related_name="versions")
     version = models.PositiveIntegerField()
     handler = models.CharField(max_length=255)
+    timeout_seconds = models.PositiveIntegerField(default=DEFAULT_FUNCTION_TIMEOUT_SECONDS)
+    memory_mb = models.PositiveIntegerField(default=DEFAULT_FUNCTION_MEMORY_MB)
+    environment = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -292,6 +310,9 @@ class Operation(models.Model):
     invoke_function_name = models.CharField(max_length=256, blank=True, default="")
     invoke_tenant_id = models.CharField(max_length=256, blank=True, default="")
     invoke_dispatch_pending = models.BooleanField(default=False)
+    # A plain target's call claimed by a worker: after this moment without an outcome,
+    # the scheduler ends the operation (the worker died; see services.plain_invoke_recover).
+    invoke_claim_expires_at = models.DateTimeField(null=True, blank=True)
 
     # Earliest moment the engine must act on this op (wait end, retry, callback timeouts).
     timer_at = models.DateTimeField(null=True, blank=True)
@@ -352,6 +373,20 @@ class HistoryEvent(models.Model):
         return f"{self.event_id} {self.event_type}"
 
 
+class InvocationOutcome(models.TextChoices):
+    """How one handler run ended (``Invocation.outcome``)."""
+
+    SUCCEEDED = "SUCCEEDED"  # returned Status SUCCEEDED
+    FAILED = "FAILED"  # returned Status FAILED
+    PENDING = "PENDING"  # returned Status PENDING: suspended, to be re-invoked
+    INVALID = "INVALID"  # returned something that is not an invocation output
+    ERROR = "ERROR"  # raised (a Lambda function error)
+    TIMEOUT = "TIMEOUT"  # ran past the function's Timeout; its sandbox was killed
+    CRASH = "CRASH"  # its sandbox process exited or was killed by a signal
+    OOM = "OOM"  # its sandbox went past the function's MemorySize and was killed
+    LOST = "LOST"  # its worker stopped renewing the lease (the whole worker died)
+
+
 class Invocation(models.Model):
     """One run of the handler for an execution."""
 
@@ -361,8 +396,12 @@ class Invocation(models.Model):
     worker = models.CharField(max_length=128, blank=True, default="")
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
-    outcome = models.CharField(max_length=16, blank=True, default="")
+    outcome = models.CharField(max_length=16, blank=True, default="", choices=InvocationOutcome.choices)
     error = models.JSONField(null=True, blank=True)
+    # The sandbox child process that ran the handler, and the most memory it was seen
+    # to use beyond its idle baseline (sampled by the supervisor), when known.
+    sandbox_pid = models.PositiveIntegerField(null=True, blank=True)
+    memory_used_mb = models.PositiveIntegerField(null=True, blank=True)
 
     class Meta:
         ordering = ["number"]

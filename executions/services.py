@@ -33,6 +33,7 @@ from executions.models import (
     ExecutionStatus,
     Function,
     Invocation,
+    InvocationOutcome,
     Operation,
 )
 from executions.rows import rows, select_many
@@ -219,11 +220,16 @@ def invocation_finish(
     *,
     output: Any = None,
     raised: dict[str, Any] | None = None,
+    outcome: InvocationOutcome | None = None,
+    sandbox_pid: int | None = None,
+    memory_used_mb: int | None = None,
 ) -> None:
     """Record what one handler run returned (CONTRACT.md §1.3) and decide what comes next.
 
     ``output`` is the handler's return value; ``raised`` the error object when
-    the handler raised instead (a Lambda function error, retried with backoff).
+    the handler raised instead, or when its sandbox timed out, crashed or ran
+    out of memory (``outcome`` says which); all of those are retried with
+    backoff. Finishing an invocation twice (a retried commit) changes nothing.
     """
     with transaction.atomic():
         locked, records = select_many(
@@ -236,15 +242,19 @@ def invocation_finish(
             return
         execution = locked[0]
         record = records[0] if records else None
+        if record is not None and record.ended_at is not None:
+            return  # already recorded (taken over at lease expiry, or a retried commit)
         changes = ChangeSet(execution)
         current = execution.invocation_count == invocation and bool(execution.lease_owner)
         error = raised or _output_error(output)
         if record is not None:
             record.ended_at = changes.now
-            record.outcome = "ERROR" if raised else _output_status(output)
+            record.outcome = outcome or (InvocationOutcome.ERROR if raised else _output_status(output))
             record.error = error
+            record.sandbox_pid = sandbox_pid
+            record.memory_used_mb = memory_used_mb
             changes.extra_writes += rows(Invocation).update_statements(
-                [record], ["ended_at", "outcome", "error"]
+                [record], ["ended_at", "outcome", "error", "sandbox_pid", "memory_used_mb"]
             )
             invocation_completed_event(
                 changes, started_at=record.started_at, request_id=record.request_id, error=error
@@ -375,10 +385,20 @@ def invocation_expire(execution_id: int) -> bool:
         owner = execution.lease_owner
         execution.lease_owner = ""
         execution.lease_expires_at = None
-        error = {"ErrorType": "Invocation.LeaseExpired", "ErrorMessage": f"Worker {owner} stopped responding"}
-        Invocation.objects.filter(
+        # The whole worker died with its sandbox: recorded as Lambda records a runtime exit.
+        error = {
+            "ErrorType": "Runtime.ExitError",
+            "ErrorMessage": f"Worker {owner} stopped responding; its lease expired",
+        }
+        record = Invocation.objects.filter(
             execution=execution, number=execution.invocation_count, ended_at__isnull=True
-        ).update(ended_at=now, outcome="LOST", error=error)
+        ).first()
+        if record is not None:
+            record.ended_at, record.outcome, record.error = now, InvocationOutcome.LOST, error
+            record.save(update_fields=["ended_at", "outcome", "error"])
+            invocation_completed_event(
+                changes, started_at=record.started_at, request_id=record.request_id, error=error
+            )
         if execution.status == ExecutionStatus.PAUSED:
             execution.needs_invocation = True
         elif not execution.is_terminal:

@@ -6,7 +6,7 @@ import threading
 
 from celery import shared_task
 
-from executions.invoker import Invoker
+from executions.workers.invoker import Invoker
 
 # One invoker per worker thread: the prefork and solo pools have one thread per
 # process, the threads pool several, and an Invoker is not thread-safe.

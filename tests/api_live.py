@@ -23,8 +23,8 @@ from django.conf import settings
 from django.db import connections
 
 from executions import access_keys
-from executions.embedded import EmbeddedWorkerPool
-from executions.scheduler import run_forever
+from executions.workers.embedded import EmbeddedWorkerPool
+from executions.workers.scheduler import run_forever
 from tests.polling import wait_until
 
 

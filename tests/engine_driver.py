@@ -15,10 +15,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from executions import callback_ids, clock, dispatch, scheduler, selectors, services
+from executions import callback_ids, clock, dispatch, selectors, services
 from executions.functions import function_register
-from executions.invoker import Invoker
 from executions.models import Execution, Operation
+from executions.workers import scheduler
+from executions.workers.invoker import Invoker
 
 
 class TestClock:

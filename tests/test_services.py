@@ -15,7 +15,7 @@ from django.db import connection
 from django.test import override_settings
 
 from executions import checkpoint as checkpoint_service
-from executions import scheduler, services
+from executions import services
 from executions.errors import (
     CallbackTimeout,
     DurableExecutionAlreadyStarted,
@@ -25,6 +25,7 @@ from executions.errors import (
 )
 from executions.functions import function_register
 from executions.models import Execution, HistoryEvent, Invocation, Operation
+from executions.workers import scheduler
 from tests.engine_driver import (
     callback_id,
     engine_driver,

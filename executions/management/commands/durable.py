@@ -242,7 +242,7 @@ class Command(BaseCommand):
         )
 
     def scheduler(self, options: argparse.Namespace) -> None:
-        from executions.scheduler import run_forever
+        from executions.workers.scheduler import run_forever
 
         stop = _stop_on_signals()
         self.stdout.write("scheduler running; Ctrl-C stops it")

@@ -27,9 +27,9 @@ from django.conf import settings
 from django.db import connections
 
 from executions import services
-from executions.client import DatabaseServiceClient
 from executions.functions import function_arn, load_handler
 from executions.models import Function
+from executions.workers.client import DatabaseServiceClient
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import threading
 from django.db import close_old_connections
 
 from executions import dispatch
-from executions.invoker import Invoker, default_worker_name
+from executions.workers.invoker import Invoker, default_worker_name
 
 logger = logging.getLogger(__name__)
 
