@@ -17,7 +17,12 @@ from django.conf import settings
 from django.db import transaction
 
 from executions.errors import InvalidParameterValue, ResourceNotFound
-from executions.models import Function, FunctionVersion
+from executions.models import (
+    DEFAULT_FUNCTION_MEMORY_MB,
+    DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+    Function,
+    FunctionVersion,
+)
 from executions.remote import RemoteHandler, is_remote
 
 FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -148,6 +153,39 @@ def function_register(
         function.retention_days = retention_days
     function.save()
     return function
+
+
+@dataclass(frozen=True)
+class FunctionLimits:
+    """A function version's Lambda configuration: what one invocation may use."""
+
+    timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT_SECONDS
+    memory_mb: int = DEFAULT_FUNCTION_MEMORY_MB
+    environment: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def environment_variables(self) -> dict[str, str]:
+        return dict(self.environment)
+
+
+# Versions never change once written, so each process reads a version's limits once.
+_limits_cache: dict[tuple[int, int], FunctionLimits] = {}
+
+
+def limits_for_version(function_id: int, version: int) -> FunctionLimits:
+    """The limits an execution pinned to ``version`` runs under (cached per process)."""
+    key = (function_id, version)
+    limits = _limits_cache.get(key)
+    if limits is None:
+        row = FunctionVersion.objects.filter(function_id=function_id, version=version).first()
+        if row is None:  # a version row removed by hand: the defaults
+            return FunctionLimits()
+        limits = _limits_cache[key] = FunctionLimits(
+            timeout_seconds=row.timeout_seconds,
+            memory_mb=row.memory_mb,
+            environment=tuple(sorted((row.environment or {}).items())),
+        )
+    return limits
 
 
 def handler_for_version(function: Function, qualifier: str | None) -> tuple[int, str]:
