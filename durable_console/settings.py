@@ -190,6 +190,12 @@ DURABLE_STATE_PAGE_SIZE = env_int("DURABLE_STATE_PAGE_SIZE", 1000)
 DURABLE_INVOCATION_PAGE_BYTES = env_int("DURABLE_INVOCATION_PAGE_BYTES", 5 * 1024 * 1024)
 DURABLE_SCHEDULER_INTERVAL_SECONDS = env_float("DURABLE_SCHEDULER_INTERVAL_SECONDS", 0.5)
 DURABLE_EMBEDDED_WORKERS = env_int("DURABLE_EMBEDDED_WORKERS", 4)
+# Sandbox children (executions.workers.sandbox): at most this many per process, each
+# running one handler at a time; how long a new one may take to boot; and how much
+# resident memory a child may keep beyond its start before it is replaced.
+DURABLE_SANDBOX_MAX_CHILDREN = env_int("DURABLE_SANDBOX_MAX_CHILDREN", 16)
+DURABLE_SANDBOX_START_SECONDS = env_float("DURABLE_SANDBOX_START_SECONDS", 60.0)
+DURABLE_SANDBOX_RECYCLE_MB = env_int("DURABLE_SANDBOX_RECYCLE_MB", 1024)
 DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS = env_int(
     "DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS", 7 * 24 * 3600
 )

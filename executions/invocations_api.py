@@ -4,9 +4,9 @@
   ``execution_start``. ``Event`` returns at once; ``RequestResponse`` waits
   for the whole execution, polling its row up to a deadline; ``DryRun`` only
   checks that it could start.
-- A plain function runs once, synchronously in this process for
-  ``RequestResponse`` and on a background thread for ``Event``, like a Lambda
-  invoke without durability.
+- A plain function runs once in a sandbox child (``executions.workers.sandbox``),
+  waited for by this request for ``RequestResponse`` and by a background thread
+  for ``Event``, like a Lambda invoke without durability.
 """
 
 from __future__ import annotations
@@ -15,19 +15,18 @@ import json
 import logging
 import threading
 import time
-import traceback
-import uuid
 from dataclasses import dataclass
 
 from django.conf import settings
 from django.db import connections
 
 from executions.errors import InvalidParameterValue, ResourceNotFound
-from executions.functions import function_arn, load_handler
+from executions.functions import function_arn, limits_for_version
 from executions.listing import resolve_with_qualifier
 from executions.models import Execution, ExecutionStatus, Function
 from executions.starts import EXECUTION_NAME_PATTERN, execution_start
-from executions.workers.invoker import LambdaContext
+from executions.workers.invoker import SandboxRunner, plain_result
+from executions.workers.runtime import PlainCall
 
 logger = logging.getLogger(__name__)
 
@@ -62,9 +61,7 @@ def invoke(request: InvokeRequest) -> InvokeResult:
     function, qualifier = resolve_with_qualifier(request.function, request.qualifier)
     if not function.enabled:
         raise ResourceNotFound(f"Function {function.name} is disabled.")
-    if request.execution_name is not None and not EXECUTION_NAME_PATTERN.match(
-        request.execution_name
-    ):
+    if request.execution_name is not None and not EXECUTION_NAME_PATTERN.match(request.execution_name):
         raise InvalidParameterValue("DurableExecutionName must be 1-64 characters of [A-Za-z0-9_-]")
     version = qualifier or "$LATEST"
     if request.invocation_type == "DryRun":
@@ -114,7 +111,9 @@ def wait_for_end(execution: Execution) -> Execution:
 def _sync_outcome(execution: Execution, version: str) -> InvokeResult:
     if execution.status == ExecutionStatus.SUCCEEDED:
         return InvokeResult(
-            200, payload=execution.result or "", executed_version=version,
+            200,
+            payload=execution.result or "",
+            executed_version=version,
             execution_arn=execution.arn,
         )
     if execution.is_terminal:
@@ -131,18 +130,17 @@ def _sync_outcome(execution: Execution, version: str) -> InvokeResult:
             "in X-Amz-Durable-Execution-Arn.",
         )
     return InvokeResult(
-        200, payload=payload, function_error="Unhandled", executed_version=version,
+        200,
+        payload=payload,
+        function_error="Unhandled",
+        executed_version=version,
         execution_arn=execution.arn,
     )
 
 
-def _function_error_payload(
-    error_type: str, message: str, stack_trace: list[str] | None = None
-) -> str:
+def _function_error_payload(error_type: str, message: str, stack_trace: list[str] | None = None) -> str:
     """Lambda's payload for a function error (what a raised handler returns)."""
-    return json.dumps(
-        {"errorMessage": message, "errorType": error_type, "stackTrace": stack_trace or []}
-    )
+    return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack_trace or []})
 
 
 # --- plain functions ----------------------------------------------------------------------------
@@ -151,7 +149,9 @@ def _function_error_payload(
 def _invoke_plain(request: InvokeRequest, function: Function, version: str) -> InvokeResult:
     if request.invocation_type == "Event":
         thread = threading.Thread(
-            target=_run_plain_in_background, args=(function, request), daemon=True,
+            target=_run_plain_in_background,
+            args=(function, request),
+            daemon=True,
             name=f"plain-invoke-{function.name}",
         )
         thread.start()
@@ -163,21 +163,23 @@ def _invoke_plain(request: InvokeRequest, function: Function, version: str) -> I
 
 
 def run_plain(function: Function, payload: str, tenant_id: str) -> tuple[str | None, str | None]:
-    """Call a plain function's handler once: (result JSON, None) or (None, error payload)."""
-    try:
-        handler = load_handler(function.handler)
-        event = json.loads(payload) if payload.strip() else {}
-        context = LambdaContext(
-            aws_request_id=str(uuid.uuid4()),
-            function_name=function.name,
-            function_version=str(function.version),
-            invoked_function_arn=function_arn(function),
-            tenant_id=tenant_id or None,
+    """Call a plain function's handler once in a sandbox: (result JSON, None) or (None, error payload)."""
+    call = PlainCall(
+        handler=function.handler,
+        function_name=function.name,
+        function_version=function.version,
+        function_arn=function_arn(function),
+        payload=payload,
+        tenant_id=tenant_id,
+    )
+    limits = limits_for_version(function.pk, function.version)
+    result = plain_result(SandboxRunner().run_plain(call, limits))
+    if result.error is not None:
+        error = result.error
+        return None, _function_error_payload(
+            error.get("ErrorType") or "Error", error.get("ErrorMessage") or "", error.get("StackTrace")
         )
-        return json.dumps(handler(event, context)), None
-    except Exception as exc:  # the handler's error is the invocation's function error
-        stack = traceback.format_exception(exc)[-5:]
-        return None, _function_error_payload(type(exc).__name__, str(exc), stack)
+    return result.result, None
 
 
 def _run_plain_in_background(function: Function, request: InvokeRequest) -> None:

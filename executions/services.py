@@ -95,6 +95,7 @@ class InvocationInput:
     next_marker: str
     updated_operation_ids: list[str]
     handler: str
+    function_id: int
     function_name: str
     function_version: int
     tenant_id: str
@@ -166,6 +167,7 @@ def invocation_begin(
             next_marker=next_marker,
             updated_operation_ids=updated_ids,
             handler=execution.handler,
+            function_id=execution.function_id,
             function_name=function_name_of(execution.arn),
             function_version=execution.function_version,
             tenant_id=execution.tenant_id,
@@ -456,7 +458,12 @@ def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
 
 
 def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
-    """SendDurableExecutionCallbackSuccess: the raw result becomes the callback's Result."""
+    """SendDurableExecutionCallbackSuccess: the raw result becomes the callback's Result.
+
+    An empty or absent Result (one request on the wire: boto3 sends an empty body for
+    both) completes the callback with no result at all, so the handler's
+    ``callback.result()`` returns None rather than "", as at the service.
+    """
     if isinstance(result, bytes):
         try:
             result = result.decode("utf-8")
@@ -467,7 +474,7 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
         complete_async_operation(
-            changes, op, status="SUCCEEDED", event_prefix="Callback", result=result or ""
+            changes, op, status="SUCCEEDED", event_prefix="Callback", result=result or None
         )
         commit_changes(changes)
 

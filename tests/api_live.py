@@ -24,6 +24,7 @@ from django.db import connections
 
 from executions import access_keys
 from executions.workers.embedded import EmbeddedWorkerPool
+from executions.workers.invoker import HandlerRunner
 from executions.workers.scheduler import run_forever
 from tests.polling import wait_until
 
@@ -65,8 +66,14 @@ def key_environment(url: str, key: access_keys.IssuedKey) -> dict[str, str]:
 
 
 @contextmanager
-def live_server(*, workers: int = 2, scheduler_interval: float = 0.05) -> Iterator[LiveServer]:
-    """Serve the API, workers and scheduler until the block ends."""
+def live_server(
+    *, workers: int = 2, scheduler_interval: float = 0.05, runner: HandlerRunner | None = None
+) -> Iterator[LiveServer]:
+    """Serve the API, workers and scheduler until the block ends.
+
+    Handlers run in sandbox children as in production, unless ``runner`` says otherwise
+    (``tests.in_process_runner.InProcessRunner`` for a replaced clock or in-process counters).
+    """
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
@@ -78,7 +85,7 @@ def live_server(*, workers: int = 2, scheduler_interval: float = 0.05) -> Iterat
     scheduler = threading.Thread(
         target=_scheduler, args=(stop, scheduler_interval), daemon=True, name="test-scheduler"
     )
-    pool = EmbeddedWorkerPool(workers).start()
+    pool = EmbeddedWorkerPool(workers, runner).start()
     web.start()
     scheduler.start()
     try:

@@ -20,6 +20,7 @@ from executions.functions import function_register
 from executions.models import Execution, Operation
 from executions.workers import scheduler
 from executions.workers.invoker import Invoker
+from tests.in_process_runner import InProcessRunner
 
 
 class TestClock:
@@ -64,10 +65,12 @@ class EngineDriver:
     def __init__(self, test_clock: TestClock) -> None:
         self.clock = test_clock
         self.sink = CollectingSink()
-        self.invoker = Invoker("test-driver")
+        self.runner = InProcessRunner()
+        self.invoker = Invoker("test-driver", self.runner)
 
     def close(self) -> None:
         self.invoker.close()
+        self.runner.close()
 
     def settle(self, max_rounds: int = 10_000) -> None:
         """Run hinted and due work until nothing is left to do right now."""

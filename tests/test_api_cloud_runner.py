@@ -36,6 +36,7 @@ from examples.registry import DEMO_FUNCTIONS
 from executions import access_keys, clock
 from executions.models import Execution, ExecutionStatus, Operation
 from tests.api_live import LiveServer, key_environment, live_server
+from tests.in_process_runner import InProcessRunner
 from tests.catalogue.cases import (
     CASES,
     CallbackFail,
@@ -117,7 +118,7 @@ def server() -> Iterator[LiveServer]:
     # Leases and retry backoffs are engine time, which jumps; keep them out of the way.
     with (
         override_settings(DURABLE_LEASE_SECONDS=3600, DURABLE_INVOCATION_RETRY_DELAY_SECONDS=0.05),
-        live_server(workers=3, scheduler_interval=0.02) as live,
+        live_server(workers=3, scheduler_interval=0.02, runner=InProcessRunner()) as live,
         SkippingClock(),
     ):
         yield live

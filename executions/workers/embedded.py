@@ -1,7 +1,9 @@
 """The embedded worker pool: Celery's job, done by threads in the web process.
 
 Used by ``durable serve`` without a broker, and by tests that want real
-workers without separate processes.
+workers without separate processes. The threads only supervise: handlers run
+in sandbox child processes (``executions.workers.sandbox``), so a handler that
+hangs, crashes or eats memory costs its own invocation, never the server.
 """
 
 from __future__ import annotations
@@ -13,7 +15,8 @@ import threading
 from django.db import close_old_connections
 
 from executions import dispatch
-from executions.workers.invoker import Invoker, default_worker_name
+from executions.workers.invoker import HandlerRunner, Invoker, SandboxRunner, default_worker_name
+from executions.workers.sandbox import close_shared_pool, shared_pool
 
 logger = logging.getLogger(__name__)
 
@@ -21,7 +24,9 @@ _STOP = ("stop", None)
 
 
 class EmbeddedWorkerPool:
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, runner: HandlerRunner | None = None) -> None:
+        self._runner = runner
+        self._size = size
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue()
         self._queued: set[tuple[str, object]] = set()
         self._lock = threading.Lock()
@@ -30,6 +35,8 @@ class EmbeddedWorkerPool:
         ]
 
     def start(self) -> EmbeddedWorkerPool:
+        if self._runner is None:  # boot the sandboxes now, not on the first invocations
+            threading.Thread(target=shared_pool().warm, args=(self._size,), daemon=True).start()
         for thread in self._threads:
             thread.start()
         dispatch.set_local_sink(self)
@@ -41,6 +48,8 @@ class EmbeddedWorkerPool:
             self._queue.put(_STOP)
         for thread in self._threads:
             thread.join(timeout=30)
+        if self._runner is None:
+            close_shared_pool()
 
     def submit_execution(self, execution_id: int) -> None:
         self._put(("wake", execution_id))
@@ -56,7 +65,7 @@ class EmbeddedWorkerPool:
         self._queue.put(item)
 
     def _work(self) -> None:
-        invoker = Invoker(f"{default_worker_name()}:embedded")
+        invoker = Invoker(f"{default_worker_name()}:embedded", self._runner or SandboxRunner())
         try:
             while (item := self._queue.get()) != _STOP:
                 with self._lock:

@@ -1,0 +1,58 @@
+"""Handlers that misbehave, for the sandbox tests: hang, crash, eat memory, read the env."""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any
+
+from aws_durable_execution_sdk_python import DurableContext, durable_execution
+
+
+@durable_execution
+def sleeper(event: Any, context: DurableContext) -> str:
+    """Hangs outside any step: only the function's Timeout ends it."""
+    while True:
+        time.sleep(3600)
+
+
+@durable_execution
+def crash_once(event: dict[str, Any], context: DurableContext) -> str:
+    """Exits the process on its first invocation (a marker file remembers), then succeeds."""
+    marker = event["marker"]
+    if not os.path.exists(marker):
+        with open(marker, "w") as handle:
+            handle.write("crashed")
+        os._exit(1)
+    return context.step(lambda _: "survived", name="after-crash")
+
+
+@durable_execution
+def memory_hog(event: dict[str, Any], context: DurableContext) -> int:
+    """Touches ``event["mb"]`` MB of memory outside any step."""
+    hoard = b"x" * (event["mb"] * 1024 * 1024)
+    return len(hoard)
+
+
+@durable_execution
+def huge_allocation(event: dict[str, Any], context: DurableContext) -> int:
+    """Asks for more address space than the sandbox allows, inside a step."""
+    return context.step(lambda _: len(bytearray(event["gb"] * 1024**3)), name="allocate")
+
+
+@durable_execution
+def read_environment(event: dict[str, Any], context: DurableContext) -> str | None:
+    return context.step(lambda _: os.environ.get(event["name"]), name="read")
+
+
+@durable_execution
+def quick(event: Any, context: DurableContext) -> str:
+    return context.step(lambda _: "done", name="quick")
+
+
+def plain_environment(event: dict[str, Any], context: Any) -> str | None:
+    return os.environ.get(event["name"])
+
+
+def plain_sleeper(event: Any, context: Any) -> None:
+    time.sleep(3600)
