@@ -36,7 +36,6 @@ from examples.registry import DEMO_FUNCTIONS
 from executions import access_keys, clock
 from executions.models import Execution, ExecutionStatus, Operation
 from tests.api_live import LiveServer, key_environment, live_server
-from tests.in_process_runner import InProcessRunner
 from tests.catalogue.cases import (
     CASES,
     CallbackFail,
@@ -49,6 +48,7 @@ from tests.catalogue.cases import (
 )
 from tests.catalogue.normalize import Outcome, normalize_operations
 from tests.engine_driver import register
+from tests.in_process_runner import InProcessRunner
 from tests.test_conformance import reference_outcome
 
 pytestmark = pytest.mark.django_db(transaction=True)
