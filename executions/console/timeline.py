@@ -5,19 +5,25 @@ one row per operation, depth-first, each with its nesting depth (the page folds
 a context's rows with a little JS) and its bar as percentages of the
 execution's span. Flat rows render in one template loop, which keeps the page
 of an execution with thousands of operations inside its time budget.
+
+Above the operations runs one lane of invocations on the same time scale: one
+mark per handler run, coloured and labelled by how it ended, so a sandbox that
+timed out, crashed or ran out of memory (or a worker that died) stands out
+next to the operations it interrupted. The invocations table reuses the marks.
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
-from executions.models import Execution, HistoryEvent, Operation
+from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
 from executions.templatetags.console import duration, error_message, payload_size, status_class
 
 # A context with more children than this starts folded (a map over 500 items).
@@ -34,6 +40,109 @@ KIND_LABELS = {
 }
 TYPE_LABELS = {"CHAINED_INVOKE": "INVOKE", "CONTEXT": "CONTEXT"}
 OPEN_STATUSES = ("STARTED", "PENDING", "READY")
+# The newest invocations the table and the lane show: an execution that waits in a loop
+# is invoked once per wake-up, and thousands of marks would only cost page weight.
+INVOCATIONS_SHOWN = 200
+
+
+@dataclass(frozen=True, slots=True)
+class OutcomeStyle:
+    """How the console shows one way an invocation ended: words first, then glyph and colour.
+
+    The label is the visible (and accessible) text; the glyph is decorative
+    (``aria-hidden``) and the colour comes from ``css``, so neither is needed
+    to tell outcomes apart.
+    """
+
+    label: str
+    glyph: str
+    css: str
+    meaning: str  # the badge's tooltip
+    abnormal: bool  # raised, or the sandbox / worker died: the lane marks it with its glyph
+
+
+# In the order the lane's summary lists them: the sandbox and worker deaths first, as the
+# ones an operator is looking for, then raises, then the handler's own returns.
+OUTCOME_STYLES: dict[str, OutcomeStyle] = {
+    InvocationOutcome.TIMEOUT: OutcomeStyle(
+        "timed out", "◔", "inv-timeout", "Ran past the function's Timeout; its sandbox was killed", True
+    ),
+    InvocationOutcome.CRASH: OutcomeStyle(
+        "crashed", "↯", "inv-crash", "The sandbox process exited or was killed by a signal", True
+    ),
+    InvocationOutcome.OOM: OutcomeStyle(
+        "out of memory", "▲", "inv-oom", "Went past the function's MemorySize; its sandbox was killed", True
+    ),
+    InvocationOutcome.LOST: OutcomeStyle(
+        "worker lost", "⌀", "inv-lost", "Its worker stopped renewing the lease (the whole worker died)", True
+    ),
+    InvocationOutcome.ERROR: OutcomeStyle(
+        "raised", "!", "inv-error", "The handler raised an exception", True
+    ),
+    InvocationOutcome.INVALID: OutcomeStyle(
+        "invalid output", "?", "inv-invalid", "Returned something that is not an invocation output", True
+    ),
+    InvocationOutcome.FAILED: OutcomeStyle("failed", "✗", "inv-failed", "Returned FAILED", False),
+    InvocationOutcome.PENDING: OutcomeStyle(
+        "pending", "‖", "inv-pending", "Returned PENDING: suspended, to be invoked again", False
+    ),
+    InvocationOutcome.SUCCEEDED: OutcomeStyle("succeeded", "✓", "inv-succeeded", "Returned SUCCEEDED", False),
+}
+RUNNING_STYLE = OutcomeStyle("running", "…", "inv-running", "Still running", False)
+ENDED_STYLE = OutcomeStyle("ended", "·", "inv-unknown", "Ended; how was not recorded", False)
+
+
+def outcome_style(invocation: Invocation) -> OutcomeStyle:
+    """The style of an invocation's outcome ("running" while it has none)."""
+    if not invocation.outcome:
+        # Ended without an outcome: a row written before outcomes were recorded.
+        return RUNNING_STYLE if invocation.ended_at is None else ENDED_STYLE
+    style = OUTCOME_STYLES.get(invocation.outcome)
+    # An outcome this console does not know yet (a newer worker) is still shown, in words.
+    return style or OutcomeStyle(invocation.outcome.lower(), "·", "inv-unknown", invocation.outcome, True)
+
+
+@dataclass(frozen=True, slots=True)
+class InvocationMark:
+    """One invocation: its row in the invocations table and its mark on the timeline's lane."""
+
+    invocation: Invocation
+    outcome: OutcomeStyle
+    left: float  # % of the execution's span
+    width: float
+    open_ended: bool  # still running (or never closed): the mark runs to the end of the span
+
+    @property
+    def number(self) -> int:
+        return self.invocation.number
+
+    @property
+    def duration(self) -> str:
+        """Ended minus started, or "running"."""
+        inv = self.invocation
+        return duration(inv.ended_at - inv.started_at) if inv.ended_at else "running"
+
+    @property
+    def error_type(self) -> str:
+        error = self.invocation.error
+        return str(error.get("ErrorType") or "") if isinstance(error, dict) else ""
+
+    @property
+    def title(self) -> str:
+        """The lane mark's tooltip and accessible name: outcome, error type, duration, worker."""
+        inv = self.invocation
+        parts = [f"Invocation {inv.number}: {self.outcome.label}"]
+        if self.error_type:
+            parts.append(self.error_type)
+        parts.append(self.duration)
+        parts.append(f"worker {inv.worker}" if inv.worker else "worker unknown")
+        if inv.memory_used_mb is not None:
+            parts.append(f"{inv.memory_used_mb} MB used")
+        return " · ".join(parts)
+
+    @property
+    def bar_style(self) -> str:
+        return f"--l:{self.left:.3f}%;--w:{self.width:.3f}%"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +170,15 @@ class Timeline:
     start: datetime.datetime
     end: datetime.datetime
     running: bool
+    invocations: list[InvocationMark] = field(default_factory=list)  # the newest INVOCATIONS_SHOWN
+    invocation_total: int = 0
+    # (style, count) per outcome over every invocation, in OUTCOME_STYLES order, running last.
+    invocation_counts: list[tuple[OutcomeStyle, int]] = field(default_factory=list)
+
+    @property
+    def invocation_summary(self) -> str:
+        """ "1 timed out · 3 pending · 1 succeeded" for the lane's details cell."""
+        return " · ".join(f"{count} {style.label}" for style, count in self.invocation_counts)
 
     @property
     def span(self) -> datetime.timedelta:
@@ -105,7 +223,35 @@ def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
                 decision=decisions.get(op.pk),
             )
         )
-    return Timeline(rows=rows, start=start, end=end, running=execution.ended_at is None)
+    invocations: list[Invocation] = data.invocations
+    return Timeline(
+        rows=rows,
+        start=start,
+        end=end,
+        running=execution.ended_at is None,
+        invocations=[_mark(inv, start, end, span) for inv in invocations[-INVOCATIONS_SHOWN:]],
+        invocation_total=len(invocations),
+        invocation_counts=_outcome_counts(invocations),
+    )
+
+
+def _mark(inv: Invocation, start: datetime.datetime, end: datetime.datetime, span: float) -> InvocationMark:
+    inv_end = inv.ended_at or end
+    left = min(max(0.0, (inv.started_at - start).total_seconds() / span * 100), 100.0)
+    width = max(0.0, (inv_end - inv.started_at).total_seconds() / span * 100)
+    return InvocationMark(
+        invocation=inv,
+        outcome=outcome_style(inv),
+        left=round(left, 3),
+        width=round(min(width, 100.0 - left), 3),
+        open_ended=inv.ended_at is None,
+    )
+
+
+def _outcome_counts(invocations: list[Invocation]) -> list[tuple[OutcomeStyle, int]]:
+    counts = Counter(outcome_style(inv) for inv in invocations)
+    order = {style: index for index, style in enumerate([*OUTCOME_STYLES.values(), RUNNING_STYLE])}
+    return sorted(counts.items(), key=lambda item: order.get(item[0], len(order)))
 
 
 def _decisions(callbacks: list[Operation]) -> dict[int, Any]:

@@ -117,16 +117,13 @@ def _detail_context(request: HtmxHttpRequest, execution: Execution) -> dict[str,
         "history": history_page(
             data.events, event_type=request.GET.get("type", ""), after=int(after) if after.isdigit() else 0
         ),
-        "invocations": data.invocations[-INVOCATIONS_SHOWN:],
+        "invocations": timeline.invocations,  # the newest ones, with their outcome styles
         "pending_callbacks": [n.operation for n in data.nodes.values() if _is_pending_callback(n.operation)],
         "can_operate": allowed(user, OPERATE_EXECUTION),
         "can_complete": can_complete,
         "actions": _available_actions(execution) if allowed(user, OPERATE_EXECUTION) else set(),
         "now": now,
     }
-
-
-INVOCATIONS_SHOWN = 200
 
 
 def _is_pending_callback(op: Any) -> bool:
