@@ -16,7 +16,16 @@ from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
 from executions import access_keys
-from executions.models import AccessKey, BulkJob, Execution, Function, HistoryEvent, Invocation, Operation
+from executions.models import (
+    AccessKey,
+    BulkJob,
+    Execution,
+    Function,
+    FunctionVersion,
+    HistoryEvent,
+    Invocation,
+    Operation,
+)
 
 
 class ReadOnlyAdmin(admin.ModelAdmin):
@@ -30,15 +39,53 @@ class ReadOnlyAdmin(admin.ModelAdmin):
         return False
 
 
+class FunctionVersionInline(admin.TabularInline):
+    """Each version's pinned configuration, read-only: versions never change once written."""
+
+    model = FunctionVersion
+    fields = ("version", "handler", "timeout_seconds", "memory_mb", "environment", "created_at")
+    readonly_fields = fields
+    ordering = ("-version",)
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        return False
+
+
 @admin.register(Function)
 class FunctionAdmin(admin.ModelAdmin):
-    """Registering and new handler versions go through ``durable functions register``."""
+    """Registering, new handlers and new Lambda settings go through ``durable functions register``.
 
-    list_display = ("name", "version", "durable", "enabled", "handler", "updated_at")
+    Timeout, memory and environment are read-only here: changing them must make a new
+    version (``functions.function_register``), which an admin save would not.
+    """
+
+    list_display = (
+        "name",
+        "version",
+        "durable",
+        "enabled",
+        "timeout_seconds",
+        "memory_mb",
+        "handler",
+        "updated_at",
+    )
     list_filter = ("durable", "enabled")
     search_fields = ("name", "handler")
-    readonly_fields = ("name", "handler", "version", "durable", "created_at", "updated_at")
+    readonly_fields = (
+        "name",
+        "handler",
+        "version",
+        "durable",
+        "timeout_seconds",
+        "memory_mb",
+        "environment",
+        "created_at",
+        "updated_at",
+    )
     fields = (*readonly_fields, "description", "enabled", "execution_timeout", "retention_days")
+    inlines = (FunctionVersionInline,)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

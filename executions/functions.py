@@ -8,10 +8,11 @@ in this service's account and region.
 from __future__ import annotations
 
 import importlib
+import json
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeGuard
 
 from django.conf import settings
 from django.db import transaction
@@ -20,6 +21,8 @@ from executions.errors import InvalidParameterValue, ResourceNotFound
 from executions.models import (
     DEFAULT_FUNCTION_MEMORY_MB,
     DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+    FUNCTION_MEMORY_RANGE,
+    FUNCTION_TIMEOUT_RANGE,
     Function,
     FunctionVersion,
 )
@@ -107,6 +110,188 @@ def load_handler(path: str) -> Callable[..., Any]:
     return handler
 
 
+# Lambda's pattern for environment variable names (API model, EnvironmentVariableName).
+ENVIRONMENT_KEY_PATTERN = re.compile(r"^[a-zA-Z]([a-zA-Z0-9_])+$")
+ENVIRONMENT_MAX_BYTES = 4 * 1024
+# The keys Lambda sets itself and refuses in a function's configuration (Lambda Developer
+# Guide, "Defined runtime environment variables"). TZ is no longer among them: since 2022
+# the guide lists it as unreserved, so a function may set its time zone.
+RESERVED_ENVIRONMENT_KEYS = frozenset(
+    {
+        "_HANDLER",
+        "_X_AMZN_TRACE_ID",
+        "AWS_DEFAULT_REGION",
+        "AWS_REGION",
+        "AWS_EXECUTION_ENV",
+        "AWS_LAMBDA_FUNCTION_NAME",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE",
+        "AWS_LAMBDA_FUNCTION_VERSION",
+        "AWS_LAMBDA_INITIALIZATION_TYPE",
+        "AWS_LAMBDA_LOG_GROUP_NAME",
+        "AWS_LAMBDA_LOG_STREAM_NAME",
+        "AWS_ACCESS_KEY",
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_LAMBDA_RUNTIME_API",
+        "LAMBDA_TASK_ROOT",
+        "LAMBDA_RUNTIME_DIR",
+    }
+)
+
+
+class InvalidFunctionConfig(InvalidParameterValue):
+    """A refused Timeout, MemorySize or environment; ``field`` says which, so a form can point at it."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+def _whole_number(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python
+
+
+def check_timeout_seconds(value: object) -> int:
+    """Lambda's Timeout: whole seconds, 1 to 900."""
+    low, high = FUNCTION_TIMEOUT_RANGE
+    if _whole_number(value) and low <= value <= high:
+        return value
+    raise InvalidFunctionConfig(
+        "timeout_seconds",
+        f"Timeout must be a whole number of seconds from {low} to {high}, got {value!r}",
+    )
+
+
+def check_memory_mb(value: object) -> int:
+    """Lambda's MemorySize: whole MB, 128 to 10,240."""
+    low, high = FUNCTION_MEMORY_RANGE
+    if _whole_number(value) and low <= value <= high:
+        return value
+    raise InvalidFunctionConfig(
+        "memory_mb", f"MemorySize must be a whole number of MB from {low} to {high:,}, got {value!r}"
+    )
+
+
+def check_environment(variables: object) -> dict[str, str]:
+    """Lambda's Environment.Variables: valid, unreserved names, string values, 4 KB in all."""
+    if not isinstance(variables, dict):
+        raise InvalidFunctionConfig(
+            "environment", "Environment variables must be a mapping of names to strings"
+        )
+    for key, value in variables.items():
+        _check_environment_variable(key, value)
+    # Lambda measures the variables as their compact JSON text.
+    size = len(json.dumps(variables, separators=(",", ":"), ensure_ascii=False).encode())
+    if size > ENVIRONMENT_MAX_BYTES:
+        raise InvalidFunctionConfig(
+            "environment",
+            f"Environment variables take {size:,} bytes; "
+            f"Lambda allows at most 4 KB ({ENVIRONMENT_MAX_BYTES:,} bytes)",
+        )
+    return dict(variables)
+
+
+def _check_environment_variable(key: object, value: object) -> None:
+    if not isinstance(key, str):
+        raise InvalidFunctionConfig("environment", f"Environment variable name {key!r} must be a string")
+    if key in RESERVED_ENVIRONMENT_KEYS:
+        raise InvalidFunctionConfig(
+            "environment", f"Environment variable {key} is reserved by Lambda and cannot be set"
+        )
+    if not ENVIRONMENT_KEY_PATTERN.match(key):
+        raise InvalidFunctionConfig(
+            "environment",
+            f"Environment variable name {key!r} is invalid: it must match [a-zA-Z]([a-zA-Z0-9_])+ "
+            "(a letter, then one or more letters, digits or _)",
+        )
+    if not isinstance(value, str):
+        raise InvalidFunctionConfig(
+            "environment", f"Environment variable {key} must be a string, got {type(value).__name__}"
+        )
+    if "\x00" in value:  # a process environment cannot hold NUL
+        raise InvalidFunctionConfig("environment", f"Environment variable {key} contains a NUL character")
+
+
+def parse_environment_lines(lines: Iterable[str]) -> dict[str, str]:
+    """``KEY=VALUE`` lines (the CLI's ``--env``, the console's textarea) as a dict; blank lines skipped.
+
+    Only the syntax is checked here; ``check_environment`` judges names and sizes.
+    """
+    variables: dict[str, str] = {}
+    for line in lines:
+        if not line.strip():
+            continue
+        key, sep, value = line.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise InvalidFunctionConfig("environment", f"Expected KEY=VALUE, got {line!r}")
+        if key in variables:
+            raise InvalidFunctionConfig("environment", f"Environment variable {key} is given twice")
+        variables[key] = value
+    return variables
+
+
+def format_environment_lines(variables: dict[str, str]) -> str:
+    """The inverse of ``parse_environment_lines``, sorted by name."""
+    return "\n".join(f"{key}={value}" for key, value in sorted(variables.items()))
+
+
+@dataclass(frozen=True)
+class VersionConfig:
+    """What a FunctionVersion pins: a change to any of it makes a new version."""
+
+    handler: str
+    timeout_seconds: int = DEFAULT_FUNCTION_TIMEOUT_SECONDS
+    memory_mb: int = DEFAULT_FUNCTION_MEMORY_MB
+    environment: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def of(cls, row: Function | FunctionVersion) -> VersionConfig:
+        return cls(row.handler, row.timeout_seconds, row.memory_mb, dict(row.environment or {}))
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "handler": self.handler,
+            "timeout_seconds": self.timeout_seconds,
+            "memory_mb": self.memory_mb,
+            "environment": dict(self.environment),
+        }
+
+
+@dataclass(frozen=True)
+class _ConfigChange:
+    """The checked Lambda configuration a registration asks for; None keeps (or defaults) a value."""
+
+    timeout_seconds: int | None
+    memory_mb: int | None
+    environment: dict[str, str] | None
+
+    def applied_to(self, current: VersionConfig, handler: str) -> VersionConfig:
+        changes: dict[str, Any] = {"handler": handler}
+        for name in ("timeout_seconds", "memory_mb", "environment"):
+            if (value := getattr(self, name)) is not None:
+                changes[name] = value
+        return replace(current, **changes)
+
+
+def _checked_change(
+    timeout_seconds: int | None, memory_mb: int | None, environment: dict[str, str] | None
+) -> _ConfigChange:
+    return _ConfigChange(
+        timeout_seconds=None if timeout_seconds is None else check_timeout_seconds(timeout_seconds),
+        memory_mb=None if memory_mb is None else check_memory_mb(memory_mb),
+        environment=None if environment is None else check_environment(environment),
+    )
+
+
+def _checked_execution_timeout(execution_timeout: int | None) -> int:
+    timeout = execution_timeout or settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS
+    if not 1 <= timeout <= 31_622_400:
+        raise InvalidParameterValue("Execution timeout must be 1 to 31,622,400 seconds")
+    return timeout
+
+
 @transaction.atomic
 def function_register(
     *,
@@ -117,34 +302,37 @@ def function_register(
     execution_timeout: int | None = None,
     retention_days: int | None = None,
     enabled: bool = True,
+    timeout_seconds: int | None = None,
+    memory_mb: int | None = None,
+    environment: dict[str, str] | None = None,
 ) -> Function:
-    """Create or update a function; a new handler path makes a new version.
+    """Create or update a function. Everything is checked before anything is written.
 
-    Running executions keep the version they started on (DESIGN.md §2).
+    A new handler, Timeout, MemorySize or environment makes a new version carrying all
+    four, so running executions keep the configuration they started with (DESIGN.md §2);
+    description, enabled, execution timeout and retention apply to the function as is.
+    ``None`` for the Lambda settings keeps the current value (the default on create).
     """
     if not FUNCTION_NAME_PATTERN.match(name):
         raise InvalidParameterValue(f"Invalid function name {name!r}: use [A-Za-z0-9_-], 1-64")
     load_handler(handler)
-    timeout = execution_timeout or settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS
-    if not 1 <= timeout <= 31_622_400:
-        raise InvalidParameterValue("Execution timeout must be 1 to 31,622,400 seconds")
+    timeout = _checked_execution_timeout(execution_timeout)
+    change = _checked_change(timeout_seconds, memory_mb, environment)
     function = Function.objects.select_for_update().filter(name=name).first()
     if function is None:
+        config = change.applied_to(VersionConfig(handler), handler)
         function = Function.objects.create(
             name=name,
-            handler=handler,
             durable=durable,
             description=description,
             execution_timeout=timeout,
             retention_days=retention_days or 14,
             enabled=enabled,
+            **config.fields(),
         )
-        FunctionVersion.objects.create(function=function, version=1, handler=handler)
+        FunctionVersion.objects.create(function=function, version=1, **config.fields())
         return function
-    if function.handler != handler:
-        function.version += 1
-        FunctionVersion.objects.create(function=function, version=function.version, handler=handler)
-    function.handler = handler
+    _new_version_if_changed(function, change.applied_to(VersionConfig.of(function), handler))
     function.durable = durable
     function.description = description
     function.execution_timeout = timeout
@@ -153,6 +341,16 @@ def function_register(
         function.retention_days = retention_days
     function.save()
     return function
+
+
+def _new_version_if_changed(function: Function, config: VersionConfig) -> None:
+    """Point ``function`` (unsaved) at ``config``, writing a new version if it differs."""
+    if config == VersionConfig.of(function):
+        return
+    function.version += 1
+    FunctionVersion.objects.create(function=function, version=function.version, **config.fields())
+    for name, value in config.fields().items():
+        setattr(function, name, value)
 
 
 @dataclass(frozen=True)

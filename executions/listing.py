@@ -68,9 +68,7 @@ class ExecutionFilter:
     max_items: int | None = None
 
 
-def executions_by_function(
-    query: ExecutionFilter, ts: TimestampFormat = as_epoch_seconds
-) -> dict[str, Any]:
+def executions_by_function(query: ExecutionFilter, ts: TimestampFormat = as_epoch_seconds) -> dict[str, Any]:
     function, qualifier = resolve_with_qualifier(query.function, query.qualifier)
     unknown = set(query.statuses) - EXECUTION_STATUSES
     if unknown:
@@ -90,9 +88,7 @@ def executions_by_function(
     return response
 
 
-def _filtered(
-    function: Function, qualifier: str | None, query: ExecutionFilter
-) -> QuerySet[Execution]:
+def _filtered(function: Function, qualifier: str | None, query: ExecutionFilter) -> QuerySet[Execution]:
     executions = Execution.objects.filter(function=function)
     if qualifier:
         # The ARN carries the version label the execution was started with.
@@ -139,8 +135,7 @@ def resolve_with_qualifier(reference: str, qualifier: str | None) -> tuple[Funct
         embedded = parse_function_reference(reference).qualifier
         if embedded and embedded != qualifier:
             raise InvalidParameterValue(
-                "The derived qualifier from the function name does not match the specified "
-                "qualifier."
+                "The derived qualifier from the function name does not match the specified qualifier."
             )
         if not embedded:
             reference = f"{reference}:{qualifier}"
@@ -189,8 +184,13 @@ def function_get(reference: str, qualifier: str | None = None) -> dict[str, Any]
 
 
 def function_configuration(function: Function, version: FunctionVersion | None) -> dict[str, Any]:
-    """Lambda's FunctionConfiguration, filled in as far as this service has the facts."""
-    handler = version.handler if version else function.handler
+    """Lambda's FunctionConfiguration, filled in as far as this service has the facts.
+
+    $LATEST is the function row (which always holds its newest version's settings); a
+    numbered version reports what that version pinned.
+    """
+    pinned: Function | FunctionVersion = version or function
+    handler = pinned.handler
     label = str(version.version) if version else "$LATEST"
     modified = version.created_at if version else function.updated_at
     configuration: dict[str, Any] = {
@@ -202,8 +202,9 @@ def function_configuration(function: Function, version: FunctionVersion | None) 
         "CodeSize": 0,
         "CodeSha256": base64.b64encode(hashlib.sha256(handler.encode()).digest()).decode(),
         "Description": function.description,
-        "Timeout": 900,
-        "MemorySize": 128,
+        "Timeout": pinned.timeout_seconds,
+        "MemorySize": pinned.memory_mb,
+        "Environment": {"Variables": dict(pinned.environment or {})},
         "LastModified": modified.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "+0000",
         "Version": label,
         "State": "Active" if function.enabled else "Inactive",

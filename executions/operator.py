@@ -90,8 +90,16 @@ def callback_fail(actor: Actor, callback_id: str, error: dict[str, Any] | None, 
 def function_save(actor: Actor, **fields: Any) -> Function:
     with transaction.atomic():
         function = function_register(**fields)
+        # Variable names only: values may be secrets, and the audit log is widely readable.
         audit.record(
-            actor, "function.save", function.name, version=function.version, handler=function.handler
+            actor,
+            "function.save",
+            function.name,
+            version=function.version,
+            handler=function.handler,
+            timeout_seconds=function.timeout_seconds,
+            memory_mb=function.memory_mb,
+            environment_keys=sorted(function.environment),
         )
         return function
 

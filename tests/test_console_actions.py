@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from examples import ledger
+from executions.functions import limits_for_version
 from executions.models import AuditEntry, Execution, Function, Operation
 from tests import console_handlers
 from tests.console_support import Cast, finished, make_cast, register_demos
@@ -255,6 +256,87 @@ def test_function_edit_makes_a_new_version_and_keeps_the_name(cast: Cast, driver
     assert (
         "tests.console_handlers:approval" in versions and "tests.console_handlers:wait_a_minute" in versions
     )
+
+
+def test_function_form_refuses_bad_lambda_settings_with_the_registrys_messages(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    client = cast.client("admin")
+    base = {**FUNCTION_FORM, "name": "tuned", "handler": "tests.console_handlers:approval", "durable": "on"}
+    refused = client.post(
+        "/functions/new/",
+        {
+            **base,
+            "timeout_seconds": "901",
+            "memory_mb": "64",
+            "environment": "STAGE=dev\nAWS_REGION=eu-west-1",
+        },
+    )
+    page = refused.content.decode()
+    assert refused.status_code == 400
+    # Every field's error at once, each next to its field, in the registry's own words.
+    assert "Timeout must be a whole number of seconds from 1 to 900, got 901" in page
+    assert "MemorySize must be a whole number of MB from 128 to 10,240, got 64" in page
+    assert "Environment variable AWS_REGION is reserved by Lambda" in page
+    for environment, error in [
+        ("no equals sign", "Expected KEY=VALUE, got &#x27;no equals sign&#x27;"),
+        ("MY-VAR=1", "Environment variable name &#x27;MY-VAR&#x27; is invalid"),
+        ("BIG=" + "x" * 4096, "Lambda allows at most 4 KB"),
+    ]:
+        response = client.post("/functions/new/", {**base, "environment": environment})
+        assert response.status_code == 400 and error in response.content.decode(), environment
+    assert not Function.objects.filter(name="tuned").exists() and audit_actions() == []
+
+
+def test_function_form_sets_lambda_settings_and_each_change_is_a_version(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    client = cast.client("admin")
+    created = client.post(
+        "/functions/new/",
+        {
+            **FUNCTION_FORM,
+            "name": "tuned",
+            "handler": "tests.console_handlers:approval",
+            "durable": "on",
+            "timeout_seconds": "60",
+            "memory_mb": "1024",
+            "environment": "STAGE=prod\r\n\r\nAPI_URL=https://api.example/?q=1\r\n",
+        },
+    )
+    assert created.status_code == 302
+    function = Function.objects.get(name="tuned")
+    assert (function.version, function.timeout_seconds, function.memory_mb) == (1, 60, 1024)
+    assert function.environment == {"STAGE": "prod", "API_URL": "https://api.example/?q=1"}
+    running = start("tuned", {"doc": "d-1"})
+
+    form = client.get("/functions/tuned/edit/").content.decode()
+    assert 'name="timeout_seconds" value="60"' in form and 'name="memory_mb" value="1024"' in form
+    assert "API_URL=https://api.example/?q=1\nSTAGE=prod</textarea>" in form
+    # Description, execution timeout and retention are not versioned.
+    edit = {**FUNCTION_FORM, "handler": "tests.console_handlers:approval", "durable": "on"}
+    settings = {
+        "timeout_seconds": "60",
+        "memory_mb": "1024",
+        "environment": "STAGE=prod\nAPI_URL=https://api.example/?q=1",
+    }
+    same = client.post("/functions/tuned/edit/", {**edit, **settings, "description": "now described"})
+    assert same.status_code == 302 and Function.objects.get(name="tuned").version == 1
+    changed = client.post(
+        "/functions/tuned/edit/", {**edit, **settings, "memory_mb": "2048", "environment": "STAGE=canary"}
+    )
+    assert changed.status_code == 302
+    function = Function.objects.get(name="tuned")
+    assert (function.version, function.memory_mb, function.environment) == (2, 2048, {"STAGE": "canary"})
+    old = limits_for_version(running.function_id, running.function_version)
+    assert (old.memory_mb, old.environment_variables["STAGE"]) == (1024, "prod")
+
+    detail = client.get("/functions/tuned/").content.decode()
+    assert (
+        '<dd id="function-timeout">60 s</dd>' in detail and '<dd id="function-memory">2048 MB</dd>' in detail
+    )
+    assert '<tr data-version="1">' in detail and '<tr data-version="2">' in detail
+    assert "1024 MB" in detail and "STAGE=prod" in detail and "STAGE=canary" in detail
 
 
 def test_disable_refuses_new_executions_with_a_clear_error_then_enable(

@@ -4,15 +4,31 @@ from __future__ import annotations
 
 import functools
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from django import forms
 from django.conf import settings
 
 from executions.errors import InvalidParameterValue
-from executions.functions import FUNCTION_NAME_PATTERN, load_handler
-from executions.models import AuditChannel, BulkJob
+from executions.functions import (
+    FUNCTION_NAME_PATTERN,
+    InvalidFunctionConfig,
+    check_environment,
+    check_memory_mb,
+    check_timeout_seconds,
+    load_handler,
+    parse_environment_lines,
+)
+from executions.models import (
+    DEFAULT_FUNCTION_MEMORY_MB,
+    DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+    AuditChannel,
+    BulkJob,
+)
 from executions.remote import is_remote
+
+T = TypeVar("T")
 
 JSON_ATTRS = {"class": "json-editor", "rows": 12, "spellcheck": "false", "autocomplete": "off"}
 
@@ -111,9 +127,44 @@ class FunctionForm(forms.Form):
         min_value=1,
         max_value=31_622_400,
         initial=settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS,
-        help_text="Seconds.",
+        help_text="Seconds a whole durable execution may take, across all its invocations.",
     )
     retention_days = forms.IntegerField(min_value=1, max_value=90, initial=14)
+    # The Lambda configuration: no min/max here, so the range and its message are the service's.
+    # Blank Timeout or Memory keeps the current value (the default for a new function).
+    timeout_seconds = forms.IntegerField(
+        label="Timeout (s)",
+        required=False,
+        initial=DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+        help_text="Seconds one invocation may run, 1 to 900. A change makes a new version.",
+    )
+    memory_mb = forms.IntegerField(
+        label="Memory (MB)",
+        required=False,
+        initial=DEFAULT_FUNCTION_MEMORY_MB,
+        help_text="Memory one invocation may use, 128 to 10,240 MB. A change makes a new version.",
+    )
+    environment = forms.CharField(
+        label="Environment variables",
+        required=False,
+        strip=False,  # a value may end in spaces
+        widget=forms.Textarea(
+            attrs={"rows": 4, "class": "mono", "spellcheck": "false", "autocomplete": "off"}
+        ),
+        help_text="One KEY=VALUE per line; at most 4 KB in all. A change makes a new version.",
+    )
+
+    field_order = (
+        "name",
+        "handler",
+        "durable",
+        "timeout_seconds",
+        "memory_mb",
+        "environment",
+        "description",
+        "execution_timeout",
+        "retention_days",
+    )
 
     def __init__(self, *args: Any, editing: bool = False, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -125,6 +176,22 @@ class FunctionForm(forms.Form):
         if not FUNCTION_NAME_PATTERN.match(name):
             raise forms.ValidationError("Use letters, digits, - and _ (1 to 64).")
         return name
+
+    def clean_timeout_seconds(self) -> int | None:
+        value = self.cleaned_data["timeout_seconds"]
+        return None if value is None else _service_checked(check_timeout_seconds, value)
+
+    def clean_memory_mb(self) -> int | None:
+        value = self.cleaned_data["memory_mb"]
+        return None if value is None else _service_checked(check_memory_mb, value)
+
+    def clean_environment(self) -> dict[str, str] | None:
+        """The variables as a dict. An empty box means none (the edit form shows the current
+        ones); a POST without the field at all keeps them, as the service's None does."""
+        if self.is_bound and self.add_prefix("environment") not in self.data:
+            return None
+        lines = self.cleaned_data["environment"].splitlines()
+        return _service_checked(_checked_environment_lines, lines)
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}
@@ -147,6 +214,18 @@ class FunctionForm(forms.Form):
         elif not cleaned.get("durable") and durable:
             self.add_error("durable", "This handler is wrapped with @durable_execution: tick Durable.")
         return cleaned
+
+
+def _checked_environment_lines(lines: list[str]) -> dict[str, str]:
+    return check_environment(parse_environment_lines(lines))
+
+
+def _service_checked(check: Callable[[Any], T], value: Any) -> T:
+    """Run one of the registry's checks, its refusal becoming this field's error."""
+    try:
+        return check(value)
+    except InvalidFunctionConfig as exc:
+        raise forms.ValidationError(exc.message) from exc
 
 
 class AuditFilterForm(forms.Form):

@@ -25,6 +25,7 @@ from executions.console.permissions import (
     require,
 )
 from executions.errors import ServiceError
+from executions.functions import format_environment_lines
 from executions.models import Function
 from executions.starts import StartResult
 
@@ -119,15 +120,28 @@ def _saved(request: HtmxHttpRequest, form: FunctionForm, *, enabled: bool) -> bo
     try:
         function = operator.function_save(Actor.console(request.user), **fields)
     except ServiceError as exc:
-        form.add_error(None, exc.message)
+        # The form ran the same checks, so this is rare (e.g. a handler that broke meanwhile).
+        field = getattr(exc, "field", None)
+        form.add_error(field if field in form.fields else None, exc.message)
         return False
     messages.success(request, f"Saved {function.name} (version {function.version}).")
     return True
 
 
 def _initial(function: Function) -> dict[str, Any]:
-    fields = ("name", "handler", "durable", "description", "execution_timeout", "retention_days")
-    return {field: getattr(function, field) for field in fields}
+    fields = (
+        "name",
+        "handler",
+        "durable",
+        "description",
+        "execution_timeout",
+        "retention_days",
+        "timeout_seconds",
+        "memory_mb",
+    )
+    initial = {field: getattr(function, field) for field in fields}
+    initial["environment"] = format_environment_lines(function.environment or {})
+    return initial
 
 
 def _status(form: FunctionForm | StartForm) -> int:

@@ -22,6 +22,7 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from executions import access_keys, operator, selectors, services
 from executions.audit import Actor
 from executions.errors import ServiceError
+from executions.functions import parse_environment_lines
 from executions.models import Execution, Function
 
 Handler = Callable[[argparse.Namespace], Any]
@@ -40,7 +41,21 @@ class Command(BaseCommand):
         register.add_argument("handler", help="module.path:attribute")
         register.add_argument("--plain", action="store_true", help="A plain (non-durable) function")
         register.add_argument("--description", default="")
-        register.add_argument("--timeout", type=int, help="Execution timeout in seconds")
+        register.add_argument(
+            "--timeout-seconds", type=int, metavar="N", help="Lambda Timeout per invocation, 1-900 s"
+        )
+        register.add_argument("--memory-mb", type=int, metavar="N", help="Lambda MemorySize, 128-10240 MB")
+        register.add_argument(
+            "--env",
+            action="append",
+            metavar="KEY=VALUE",
+            help="An environment variable; repeat for more. Replaces the whole set; omit to keep it",
+        )
+        register.add_argument("--clear-env", action="store_true", help="Remove every environment variable")
+        register.add_argument(
+            "--execution-timeout", type=int, metavar="N", help="Durable execution timeout in seconds"
+        )
+        register.add_argument("--timeout", type=int, help="Deprecated: use --execution-timeout")
         register.set_defaults(run=self.functions_register)
         listing = fsub.add_parser("list", help="List registered functions")
         listing.set_defaults(run=self.functions_list)
@@ -141,15 +156,39 @@ class Command(BaseCommand):
             handler=options.handler,
             durable=not options.plain,
             description=options.description,
-            execution_timeout=options.timeout,
+            execution_timeout=self._execution_timeout(options),
+            timeout_seconds=options.timeout_seconds,
+            memory_mb=options.memory_mb,
+            environment=_environment(options),
         )
-        self.stdout.write(f"{function.name} v{function.version} -> {function.handler}")
+        self.stdout.write(
+            f"{function.name} v{function.version} -> {function.handler} "
+            f"({function.timeout_seconds} s, {function.memory_mb} MB, "
+            f"{len(function.environment)} environment variables)"
+        )
+
+    def _execution_timeout(self, options: argparse.Namespace) -> int | None:
+        """``--execution-timeout``, or the old ``--timeout`` (kept one release) with a warning."""
+        if options.timeout is None:
+            return options.execution_timeout
+        if options.execution_timeout is not None:
+            raise CommandError(
+                "--timeout is the deprecated name of --execution-timeout: give only the latter"
+            )
+        self.stderr.write(
+            "--timeout is deprecated and will be removed: it sets the execution timeout, so use "
+            "--execution-timeout (--timeout-seconds is the Lambda timeout of each invocation)"
+        )
+        return options.timeout
 
     def functions_list(self, options: argparse.Namespace) -> None:
         for function in Function.objects.all():
             kind = "durable" if function.durable else "plain"
             state = "" if function.enabled else " (disabled)"
-            self.stdout.write(f"{function.name}\tv{function.version}\t{kind}\t{function.handler}{state}")
+            limits = f"{function.timeout_seconds}s\t{function.memory_mb}MB"
+            self.stdout.write(
+                f"{function.name}\tv{function.version}\t{kind}\t{limits}\t{function.handler}{state}"
+            )
 
     # --- executions --------------------------------------------------------------------
     def start(self, options: argparse.Namespace) -> None:
@@ -279,6 +318,15 @@ class Command(BaseCommand):
     def keys_revoke(self, options: argparse.Namespace) -> None:
         key = access_keys.key_revoke(options.access_key_id)
         self.stdout.write(f"{key.access_key_id} revoked at {key.revoked_at.isoformat()}")
+
+
+def _environment(options: argparse.Namespace) -> dict[str, str] | None:
+    """The variables ``--env`` / ``--clear-env`` ask for; None keeps the function's current set."""
+    if options.clear_env and options.env:
+        raise CommandError("Give --env or --clear-env, not both")
+    if options.clear_env:
+        return {}
+    return None if options.env is None else parse_environment_lines(options.env)
 
 
 def _wait_for_end(execution_id: int, timeout: float) -> Execution:
