@@ -127,8 +127,9 @@ def _functions(cursor: Any, now: datetime.datetime) -> list[int]:
     for name, _ in FUNCTIONS:
         cursor.execute(
             "INSERT INTO executions_function (name, handler, durable, description, enabled, version,"
-            " execution_timeout, retention_days, created_at, updated_at)"
-            " VALUES (%s, %s, true, '', true, 1, 86400, 90, %s, %s) RETURNING id",
+            " execution_timeout, retention_days, timeout_seconds, memory_mb, environment,"
+            " created_at, updated_at)"
+            " VALUES (%s, %s, true, '', true, 1, 86400, 90, 300, 512, '{}', %s, %s) RETURNING id",
             [name, f"examples.{name.replace('-', '_')}:handler", now, now],
         )
         ids.append(cursor.fetchone()[0])

@@ -50,6 +50,17 @@ def requires_postgresql(services: TestServices) -> None:
         pytest.skip("needs PostgreSQL (DURABLE_TEST_DATABASE=sqlite)")
 
 
+@pytest.fixture(autouse=True)
+def forget_function_limits() -> Iterator[None]:
+    """Versions never change in a real database, so each process caches their limits;
+    tests roll back and reuse ids (SQLite), so every test starts with an empty cache."""
+    from executions import functions
+
+    functions._limits_cache.clear()
+    yield
+    functions._limits_cache.clear()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker) -> Iterator[None]:
     """pytest-django's, plus: end stray sessions before the test database is dropped.
