@@ -104,29 +104,34 @@ TEMPLATES = [
 # --- Database -------------------------------------------------------------
 EMBEDDED_DATABASE_PATH = VAR_DIR / "durable.sqlite3"
 DATABASE_URL = env_str("DATABASE_URL")
+# Every SQLite database, the embedded one or one named by DATABASE_URL: WAL lets the
+# CLI read and write while `make run` holds the file; IMMEDIATE takes the write lock
+# at BEGIN, so two writers queue instead of failing with "database is locked" on upgrade.
+SQLITE_OPTIONS = {
+    "init_command": "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=10000",
+    "transaction_mode": "IMMEDIATE",
+    "timeout": 10,
+}
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+        # Options given in the URL's query string win over these.
+        DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": EMBEDDED_DATABASE_PATH,
-            "OPTIONS": {
-                # WAL lets the CLI read and write while `make run` holds the file;
-                # IMMEDIATE takes the write lock at BEGIN, so two writers queue
-                # instead of failing with "database is locked" on upgrade.
-                "init_command": (
-                    "PRAGMA journal_mode=WAL;PRAGMA synchronous=NORMAL;PRAGMA busy_timeout=10000"
-                ),
-                "transaction_mode": "IMMEDIATE",
-                "timeout": 10,
-            },
+            "OPTIONS": dict(SQLITE_OPTIONS),
             # A file, not shared-cache memory: the engine's threads then see the
             # same locking (WAL, busy timeout) as the embedded server.
             "TEST": {"NAME": VAR_DIR / "test.sqlite3"},
         }
     }
+# Engine writes retry transient database errors (locked, serialization failure, deadlock,
+# lost connection) with backoff for up to this long in all (executions/db_retry.py).
+DURABLE_DB_RETRY_SECONDS = env_float("DURABLE_DB_RETRY_SECONDS", 30.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [

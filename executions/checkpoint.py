@@ -15,6 +15,7 @@ from django.db import transaction
 
 from executions import callback_ids, clock
 from executions.batch import ChangeSet, epoch, wrap_payload
+from executions.db_retry import retry_transient
 from executions.errors import (
     InvalidCheckpointToken,
     InvalidParameterValue,
@@ -39,6 +40,7 @@ CLIENT_TOKEN_WINDOW = datetime.timedelta(minutes=15)
 MAX_CHAINED_INVOKE_BYTES = 1024 * 1024
 
 
+@retry_transient
 def checkpoint(
     arn: str,
     token: str,
@@ -47,7 +49,15 @@ def checkpoint(
     *,
     ts: TimestampFormat = as_datetime,
 ) -> dict[str, Any]:
-    """Apply a batch of operation updates; return the CheckpointDurableExecution response."""
+    """Apply a batch of operation updates; return the CheckpointDurableExecution response.
+
+    Transient database errors are retried (``executions.db_retry``): the batch is
+    applied again from scratch, since the failed transaction rolled back. If the
+    COMMIT went through before the connection dropped, the retry sees the token's
+    sequence already advanced: with a ClientToken it returns the remembered
+    response; without one (the SDK sends none) it raises InvalidCheckpointToken,
+    the invocation ends and the next one replays from the committed state.
+    """
     if not isinstance(token, str) or not token:
         raise InvalidParameterValue("CheckpointToken is required")
     with transaction.atomic():
@@ -380,6 +390,7 @@ def _response(execution: Execution, delta: list[Operation], ts: TimestampFormat)
 # --- state paging -------------------------------------------------------------------------
 
 
+@retry_transient
 def get_state(
     arn: str,
     token: str,
@@ -388,7 +399,10 @@ def get_state(
     *,
     ts: TimestampFormat = as_datetime,
 ) -> dict[str, Any]:
-    """GetDurableExecutionState: operations by start order, paged, for the current token."""
+    """GetDurableExecutionState: operations by start order, paged, for the current token.
+
+    Only reads, so transient database errors are simply retried.
+    """
     execution = Execution.objects.filter(arn=arn).first()
     if execution is None:
         raise ResourceNotFound(f"Durable execution not found: {arn}")

@@ -337,6 +337,12 @@ class Operation(models.Model):
                 name="operation_invoke_pending_idx",
                 condition=Q(invoke_dispatch_pending=True),
             ),
+            # The scheduler's pass over plain calls whose worker died: only calls in flight.
+            models.Index(
+                fields=["invoke_claim_expires_at"],
+                name="operation_invoke_claim_idx",
+                condition=Q(type="CHAINED_INVOKE", status="STARTED", invoke_claim_expires_at__isnull=False),
+            ),
             # Console: the callbacks people are waiting on, across all executions. Migration
             # 0005 also adds statistics on (status, type) so the planner reads it in order.
             models.Index(

@@ -20,14 +20,17 @@ from executions import clock
 from executions.batch import ChangeSet, wrap_payload
 from executions.callback_ids import hash_callback_id
 from executions.checkpoint import checkpoint, current_token, get_state, lock_execution
+from executions.db_retry import retry_transient
 from executions.errors import (
     CallbackTimeout,
     InvalidParameterValue,
     ResourceConflict,
     ResourceNotFound,
+    ServiceError,
 )
-from executions.functions import function_register
+from executions.functions import function_register, function_resolve, limits_for_version
 from executions.models import (
+    DEFAULT_FUNCTION_TIMEOUT_SECONDS,
     TERMINAL_EXECUTION_STATUSES,
     Execution,
     ExecutionStatus,
@@ -71,6 +74,7 @@ __all__ = [
     "lease_renew",
     "plain_invoke_claim",
     "plain_invoke_complete",
+    "plain_invoke_recover",
     "redrive_preview",
     "timers_fire_due",
 ]
@@ -106,6 +110,7 @@ def lock_execution_by_pk(execution_id: int) -> Execution | None:
     return found[0] if found else None
 
 
+@retry_transient
 def invocation_begin(
     execution_id: int, *, worker: str, ts: TimestampFormat = as_datetime
 ) -> InvocationInput | None:
@@ -113,6 +118,10 @@ def invocation_begin(
 
     Takes the lease, starts a new token lineage and builds the first page of
     state. Due timers are completed first, so the handler sees them.
+
+    Run again after a COMMIT that went through (a retry), it finds the lease held
+    and returns None: nobody runs that invocation, so at lease expiry the scheduler
+    records it lost and requests another one (one attempt spent, nothing lost).
     """
     with transaction.atomic():
         execution = lock_execution_by_pk(execution_id)
@@ -206,8 +215,9 @@ def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[st
     return page, ""
 
 
+@retry_transient
 def lease_renew(execution_id: int, invocation: int, worker: str) -> bool:
-    """Extend a running invocation's lease; False if it was lost."""
+    """Extend a running invocation's lease; False if it was lost. One UPDATE: safe to repeat."""
     expires = clock.now() + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
     return bool(
         Execution.objects.filter(pk=execution_id, invocation_count=invocation, lease_owner=worker).update(
@@ -216,6 +226,7 @@ def lease_renew(execution_id: int, invocation: int, worker: str) -> bool:
     )
 
 
+@retry_transient
 def invocation_finish(
     execution_id: int,
     invocation: int,
@@ -371,8 +382,12 @@ def _has_pending_work(execution: Execution) -> bool:
     return bool(waiting)
 
 
+@retry_transient
 def invocation_expire(execution_id: int) -> bool:
-    """An invocation whose lease ran out died: count it as a raised invocation."""
+    """An invocation whose lease ran out died: count it as a raised invocation.
+
+    Run again after its COMMIT went through, it finds no lease and does nothing.
+    """
     with transaction.atomic():
         execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
         now = clock.now()
@@ -420,11 +435,13 @@ def invocation_mark_dispatched(execution_ids: list[int]) -> None:
 # --- timers -------------------------------------------------------------------------------
 
 
+@retry_transient
 def timers_fire_due(execution_id: int) -> bool:
     """Complete the execution's due timers and ask for an invocation if any fired.
 
     Skips an execution another process holds locked: that holder (a checkpoint
-    or another scheduler) completes the same timers itself.
+    or another scheduler) completes the same timers itself. Timers that fired
+    are cleared, so running it again finds nothing due.
     """
     with transaction.atomic():
         execution = Execution.objects.select_for_update(skip_locked=True).filter(pk=execution_id).first()
@@ -457,6 +474,7 @@ def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
     return changes, op
 
 
+@retry_transient
 def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
     """SendDurableExecutionCallbackSuccess: the raw result becomes the callback's Result.
 
@@ -479,8 +497,13 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
         commit_changes(changes)
 
 
+@retry_transient
 def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
-    """SendDurableExecutionCallbackFailure: absent error fields stay absent."""
+    """SendDurableExecutionCallbackFailure: absent error fields stay absent.
+
+    Callbacks are single use: a retry after a COMMIT that went through raises
+    CallbackTimeout although the completion was recorded (as callback_succeed).
+    """
     from executions.validation import _validate_error_object
 
     if error is not None:
@@ -491,8 +514,9 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
         commit_changes(changes)
 
 
+@retry_transient
 def callback_heartbeat(callback_id: str) -> None:
-    """Reset only the heartbeat deadline; no state change, no invocation."""
+    """Reset only the heartbeat deadline; no state change, no invocation. Safe to repeat."""
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
         if op.callback_heartbeat_timeout:
@@ -504,21 +528,59 @@ def callback_heartbeat(callback_id: str) -> None:
 
 
 # --- plain chained invokes ------------------------------------------------------------------
+#
+# A plain (non-durable) target is called at most once: a worker claims the call
+# (compare-and-set on ``invoke_dispatch_pending``), calls the target, and records
+# the outcome. If that worker dies after its claim, nobody can tell whether the
+# target ran, so the call is not made again: once the claim expires (the
+# target's Timeout plus a lease), the scheduler fails the operation with
+# Runtime.ExitError and the handler sees an InvokeError it can handle.
+
+PLAIN_CALL_LOST_MESSAGE = (
+    "The worker calling {function} stopped before recording the outcome; the call may or may not have run"
+)
 
 
+@retry_transient
 def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None:
-    """Claim a plain target's single call (compare-and-set), or None if already claimed."""
-    claimed = Operation.objects.filter(
-        execution_id=execution_id,
-        operation_id=operation_id,
-        invoke_dispatch_pending=True,
-        status="STARTED",
-    ).update(invoke_dispatch_pending=False)
-    if not claimed:
-        return None
-    return Operation.objects.get(execution_id=execution_id, operation_id=operation_id)
+    """Claim a plain target's single call, or None if it was claimed already.
+
+    The claim expires after the target's Timeout plus ``DURABLE_LEASE_SECONDS``;
+    ``plain_invoke_recover`` ends the operation after that. A retry after a COMMIT
+    that went through finds the call claimed and returns None: the target is not
+    called, and the operation fails at claim expiry (at most once, never twice).
+    """
+    with transaction.atomic():
+        op = Operation.objects.filter(
+            execution_id=execution_id,
+            operation_id=operation_id,
+            invoke_dispatch_pending=True,
+            status="STARTED",
+        ).first()
+        if op is None:
+            return None
+        seconds = _plain_call_seconds(op.invoke_function_name) + settings.DURABLE_LEASE_SECONDS
+        expires = clock.now() + datetime.timedelta(seconds=seconds)
+        claimed = Operation.objects.filter(pk=op.pk, invoke_dispatch_pending=True, status="STARTED").update(
+            invoke_dispatch_pending=False, invoke_claim_expires_at=expires
+        )
+        if not claimed:  # another worker claimed it between the read and the update
+            return None
+        op.invoke_dispatch_pending = False
+        op.invoke_claim_expires_at = expires
+        return op
 
 
+def _plain_call_seconds(reference: str) -> int:
+    """The target's Timeout: how long a live worker may take to call it."""
+    try:
+        function, _qualifier = function_resolve(reference)
+    except ServiceError:  # gone since the invoke started: the worker fails fast anyway
+        return DEFAULT_FUNCTION_TIMEOUT_SECONDS
+    return limits_for_version(function.pk, function.version).timeout_seconds
+
+
+@retry_transient
 def plain_invoke_complete(
     execution_id: int,
     operation_id: str,
@@ -526,24 +588,63 @@ def plain_invoke_complete(
     result: str | None = None,
     error: dict[str, Any] | None = None,
 ) -> None:
+    """Record a plain target's outcome on the caller's CHAINED_INVOKE operation.
+
+    A no-op once the operation is no longer STARTED: a retry after a COMMIT that
+    went through, or a claim that expired and was recovered (the operation keeps
+    its Runtime.ExitError; this late outcome is dropped).
+    """
     with transaction.atomic():
-        execution = Execution.objects.select_for_update().get(pk=execution_id)
-        if execution.is_terminal:
+        execution = Execution.objects.select_for_update().filter(pk=execution_id).first()
+        if execution is None or execution.is_terminal:
             return
-        op = Operation.objects.get(execution=execution, operation_id=operation_id)
+        op = Operation.objects.filter(execution=execution, operation_id=operation_id).first()
+        if op is None or op.status != "STARTED":
+            return
         changes = ChangeSet(execution)
+        if error is None and result is not None and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
+            error = {"ErrorMessage": "Chained invoke output exceeds 1 MiB"}
         if error is not None:
             complete_chained_invoke(changes, op, status="FAILED", error=error)
-        elif result is not None and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
-            complete_chained_invoke(
-                changes,
-                op,
-                status="FAILED",
-                error={"ErrorMessage": "Chained invoke output exceeds 1 MiB"},
-            )
         else:
             complete_chained_invoke(changes, op, status="SUCCEEDED", result=result)
         commit_changes(changes)
+
+
+@retry_transient
+def plain_invoke_recover(execution_id: int, operation_id: str) -> bool:
+    """End a claimed plain call whose worker died: FAILED with Runtime.ExitError.
+
+    Does nothing (returns False) unless the claim has expired and no outcome was
+    recorded; so running it again, or after the worker's own late outcome, is harmless.
+    The target is not called again: whether it ran is unknown, and calling it twice
+    would break the at-most-once promise a plain call makes.
+    """
+    with transaction.atomic():
+        execution = lock_execution_by_pk(execution_id)
+        if execution is None or execution.is_terminal:
+            return False
+        op = Operation.objects.filter(execution=execution, operation_id=operation_id).first()
+        changes = ChangeSet(execution)
+        if op is None or not _claim_expired(op, changes.now):
+            return False
+        error = {
+            "ErrorType": "Runtime.ExitError",
+            "ErrorMessage": PLAIN_CALL_LOST_MESSAGE.format(function=op.invoke_function_name),
+        }
+        complete_chained_invoke(changes, op, status="FAILED", error=error)
+        commit_changes(changes)
+        return True
+
+
+def _claim_expired(op: Operation, now: datetime.datetime) -> bool:
+    return (
+        op.type == "CHAINED_INVOKE"
+        and op.status == "STARTED"
+        and not op.invoke_dispatch_pending
+        and op.invoke_claim_expires_at is not None
+        and op.invoke_claim_expires_at <= now
+    )
 
 
 # --- operator actions -----------------------------------------------------------------------
@@ -717,6 +818,7 @@ def execution_rerun(arn: str, input_payload: str | None = None) -> Execution:
 # --- retention --------------------------------------------------------------------------------
 
 
+@retry_transient
 def executions_purge_expired(now: datetime.datetime | None = None, *, batch: int = 200) -> int:
     """Delete terminal executions older than their function's retention period.
 

@@ -13,6 +13,7 @@ from django.db import IntegrityError, transaction
 
 from executions import clock
 from executions.batch import ChangeSet, wrap_payload
+from executions.db_retry import retry_transient
 from executions.errors import DurableExecutionAlreadyStarted, InvalidParameterValue
 from executions.functions import function_resolve, handler_for_version
 from executions.models import Execution, ExecutionStatus, Function, Operation
@@ -41,6 +42,16 @@ def execution_start(
     The same name with the same input returns the existing execution; with a
     different input it is refused with DurableExecutionAlreadyStartedException.
     """
+    # A generated name is chosen once, before any retry: a retry after a COMMIT that
+    # went through then finds the execution this call created instead of starting another.
+    generated = name is None
+    return _start(function, input_payload, name or str(uuid.uuid4()), tenant_id, generated=generated)
+
+
+@retry_transient
+def _start(
+    function: str, input_payload: str | None, name: str, tenant_id: str, *, generated: bool
+) -> StartResult:
     registered, qualifier = function_resolve(function)
     payload = _normalize_input(input_payload)
     _check_startable(registered, name)
@@ -56,7 +67,7 @@ def execution_start(
         existing = Execution.objects.get(function=registered, name=name)
         if existing.input_payload != payload:
             raise DurableExecutionAlreadyStarted(f"Execution {name} already started with a different input")
-        return StartResult(existing, created=False)
+        return StartResult(existing, created=generated)  # a generated name is this call's own
     return StartResult(execution, created=True)
 
 

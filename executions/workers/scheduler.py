@@ -2,7 +2,8 @@
 
 Safe to run several: due executions are claimed with ``SKIP LOCKED`` on
 PostgreSQL (plain row locks on SQLite, where writers are serialized anyway),
-and every service it calls is idempotent.
+and every service it calls is idempotent. Its queries, like the services,
+retry transient database errors (``executions.db_retry``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from django.db import close_old_connections, transaction
 from django.db.models import Q
 
 from executions import clock, dispatch, services
+from executions.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
 
 logger = logging.getLogger(__name__)
@@ -30,24 +32,50 @@ ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 def tick() -> int:
     """One pass over due work; returns how many items it acted on."""
     now = clock.now()
-    acted = _expire_leases(now) + _fire_timers(now)
+    acted = _expire_leases(now) + _fire_timers(now) + _recover_plain_invokes(now)
     acted += _dispatch_due_invocations(clock.now())
     acted += _dispatch_plain_invokes()
     return acted
 
 
 def _expire_leases(now: datetime.datetime) -> int:
-    expired = Execution.objects.filter(lease_expires_at__lt=now, status__in=ACTIVE).values_list(
-        "pk", flat=True
-    )[:BATCH]
-    return sum(services.invocation_expire(pk) for pk in list(expired))
+    return sum(services.invocation_expire(pk) for pk in _expired_lease_ids(now))
+
+
+@retry_transient
+def _expired_lease_ids(now: datetime.datetime) -> list[int]:
+    expired = Execution.objects.filter(lease_expires_at__lt=now, status__in=ACTIVE)
+    return list(expired.values_list("pk", flat=True)[:BATCH])
 
 
 def _fire_timers(now: datetime.datetime) -> int:
-    due = Execution.objects.filter(wake_at__lte=now, status__in=ACTIVE).values_list("pk", flat=True)[:BATCH]
-    return sum(services.timers_fire_due(pk) for pk in list(due))
+    return sum(services.timers_fire_due(pk) for pk in _due_timer_ids(now))
 
 
+@retry_transient
+def _due_timer_ids(now: datetime.datetime) -> list[int]:
+    due = Execution.objects.filter(wake_at__lte=now, status__in=ACTIVE)
+    return list(due.values_list("pk", flat=True)[:BATCH])
+
+
+def _recover_plain_invokes(now: datetime.datetime) -> int:
+    """Fail plain calls whose worker died after claiming them (see services.plain_invoke_recover)."""
+    return sum(services.plain_invoke_recover(pk, op_id) for pk, op_id in _expired_plain_claims(now))
+
+
+@retry_transient
+def _expired_plain_claims(now: datetime.datetime) -> list[tuple[int, str]]:
+    # Matches the partial index operation_invoke_claim_idx: only calls in flight are in it.
+    expired = Operation.objects.filter(
+        type="CHAINED_INVOKE",
+        status="STARTED",
+        invoke_claim_expires_at__lte=now,
+        execution__status__in=ACTIVE,
+    )
+    return list(expired.values_list("execution_id", "operation_id")[:BATCH])
+
+
+@retry_transient
 def _dispatch_due_invocations(now: datetime.datetime) -> int:
     with transaction.atomic():
         due = list(
@@ -64,13 +92,15 @@ def _dispatch_due_invocations(now: datetime.datetime) -> int:
 
 
 def _dispatch_plain_invokes() -> int:
-    pending = list(
-        Operation.objects.filter(invoke_dispatch_pending=True, status="STARTED").values_list(
-            "execution_id", "operation_id"
-        )[:BATCH]
-    )
+    pending = _pending_plain_invokes()
     dispatch.send(("plain_invoke", (execution_id, op_id)) for execution_id, op_id in pending)
     return len(pending)
+
+
+@retry_transient
+def _pending_plain_invokes() -> list[tuple[int, str]]:
+    pending = Operation.objects.filter(invoke_dispatch_pending=True, status="STARTED")
+    return list(pending.values_list("execution_id", "operation_id")[:BATCH])
 
 
 def run_forever(stop: threading.Event, interval: float | None = None) -> None:
