@@ -306,7 +306,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
             raise ResourceNotFound(f"Function {target.name} is disabled.")
     except ServiceError as exc:
         # Unresolvable targets fail in this same response and store no input.
-        changes.event("ChainedInvokeStarted", op, FunctionName=reference)
+        changes.event("ChainedInvokeStarted", op, **_invoke_target(op))
         op.status = "FAILED"
         op.ended_at = changes.now
         op.error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
@@ -314,7 +314,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
         return
     op.input_payload = payload
     details: dict[str, Any] = {
-        "FunctionName": reference,
+        **_invoke_target(op),
         "Input": wrap_payload(payload),
         "ExecutedVersion": str(target.version),
     }
@@ -325,6 +325,19 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
         op.invoke_dispatch_pending = True
         changes.after_commit.append(("plain_invoke", (changes.execution.pk, op.operation_id)))
     changes.event("ChainedInvokeStarted", op, **details)
+
+
+def _invoke_target(op: Operation) -> dict[str, str]:
+    """ChainedInvokeStartedDetails' FunctionName and, when the invoke named one, TenantId.
+
+    The tenant is part of what was invoked (it scopes the target's execution), so the
+    history names it alongside the function; an invoke without a tenant has no TenantId
+    key at all, as the model's TenantId has a minimum length of 1.
+    """
+    target = {"FunctionName": op.invoke_function_name}
+    if op.invoke_tenant_id:
+        target["TenantId"] = op.invoke_tenant_id
+    return target
 
 
 def _start_child(

@@ -123,6 +123,10 @@ def _event_details(details: dict[str, Any], ts: TimestampFormat, include_data: b
             rendered[key] = ts(datetime.datetime.fromtimestamp(value, datetime.UTC))
         elif key in _PAYLOAD_KEYS and isinstance(value, dict) and not include_data:
             rendered[key] = {"Truncated": True}
+        elif key in _PAYLOAD_KEYS and isinstance(value, dict) and value.get("Payload", "") is None:
+            # No payload (a callback completed without a Result) is an absent Payload,
+            # not a JSON null: the model's Payload is a string.
+            rendered[key] = {k: v for k, v in value.items() if k != "Payload"}
         else:
             rendered[key] = value
     return rendered

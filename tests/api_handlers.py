@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python.config import InvokeConfig
 
 
 @durable_execution
@@ -18,6 +19,13 @@ def approval(event: dict, context: DurableContext) -> dict:
     callback = context.create_callback(name="approval")
     context.step(lambda _: "asked", name="ask")
     return {"answer": callback.result()}
+
+
+@durable_execution
+def invokes_for_tenant(event: dict, context: DurableContext) -> dict:
+    """A chained invoke scoped to the tenant the input names."""
+    config = InvokeConfig[dict, dict](tenant_id=event["tenant"])
+    return {"child": context.invoke(event["target"], {"name": "tenant"}, name="call", config=config)}
 
 
 class OrderRejected(Exception):

@@ -17,7 +17,7 @@ from botocore.exceptions import ClientError
 
 from executions import access_keys
 from executions.models import Execution
-from tests.api_handlers import approval, boom, echo, greet, rejects
+from tests.api_handlers import approval, boom, echo, greet, invokes_for_tenant, rejects
 from tests.api_live import LiveServer, live_server
 from tests.engine_driver import register
 from tests.polling import wait_until
@@ -217,6 +217,29 @@ def test_callbacks_history_and_state_of_an_execution(client: Any) -> None:
     _check_history_paging(client, arn)
     missing = error_of(client.get_durable_execution, DurableExecutionArn=arn + "0")
     assert (missing["code"], missing["status"]) == ("ResourceNotFoundException", 404)
+
+
+def test_callback_success_without_a_result_gives_the_handler_none(client: Any) -> None:
+    """boto3 sends no body when Result is left out: the handler's callback.result() is None."""
+    register("api-approval", approval)
+    arn = start(client, "api-approval", {"doc": 8})
+    client.send_durable_execution_callback_success(CallbackId=callback_id(client, arn, "approval"))
+    assert json.loads(wait_status(client, arn, "SUCCEEDED")["Result"]) == {"answer": None}
+    events = client.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    (succeeded,) = [e for e in events if e["EventType"] == "CallbackSucceeded"]
+    assert succeeded["CallbackSucceededDetails"]["Result"] == {"Truncated": False}
+
+
+def test_chained_invoke_started_event_carries_the_tenant(client: Any) -> None:
+    register("api-greet", greet)
+    register("api-tenant", invokes_for_tenant)
+    arn = start(client, "api-tenant", {"target": "api-greet", "tenant": "acme-1"})
+    described = wait_status(client, arn, "SUCCEEDED")
+    assert json.loads(described["Result"]) == {"child": {"greeting": "hello tenant"}}
+    events = client.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+    (started,) = [e for e in events if e["EventType"] == "ChainedInvokeStarted"]
+    details = started["ChainedInvokeStartedDetails"]
+    assert (details["FunctionName"], details["TenantId"]) == ("api-greet", "acme-1")
 
 
 def _check_history_paging(client: Any, arn: str) -> None:

@@ -10,12 +10,12 @@ from typing import Any
 
 import pytest
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
-from aws_durable_execution_sdk_python.config import CallbackConfig, Duration
+from aws_durable_execution_sdk_python.config import CallbackConfig, Duration, InvokeConfig
 from django.db import connection
 from django.test import override_settings
 
 from executions import checkpoint as checkpoint_service
-from executions import services
+from executions import selectors, services
 from executions.errors import (
     CallbackTimeout,
     DurableExecutionAlreadyStarted,
@@ -34,6 +34,7 @@ from tests.engine_driver import (
     register,
     start,
     started_callback,
+    wire_operations,
 )
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -162,6 +163,25 @@ def test_callback_completion_is_single_use() -> None:
         driver.run_until(lambda: refreshed(execution).is_terminal)
     assert json.loads(refreshed(execution).result) == '"yes"'  # the raw callback result, returned
     assert HistoryEvent.objects.filter(execution=execution, event_type="CallbackSucceeded").count() == 1
+
+
+@pytest.mark.parametrize("result", [None, "", b""], ids=["absent", "empty-str", "empty-bytes"])
+def test_callback_success_without_a_result_gives_the_handler_none(result: str | bytes | None) -> None:
+    """An empty or absent Result is no result: ``callback.result()`` is None, not ""."""
+    register("approval", approval)
+    with engine_driver() as driver:
+        execution = start("approval", {})
+        driver.run_until(lambda: started_callback(execution, "decision") is not None)
+        services.callback_succeed(callback_id(started_callback(execution, "decision")), result)
+        driver.run_until(lambda: refreshed(execution).is_terminal)
+    execution = refreshed(execution)
+    assert (execution.status, json.loads(execution.result)) == ("SUCCEEDED", None)
+    (callback,) = [op for op in wire_operations(execution) if op["Type"] == "CALLBACK"]
+    assert callback["Status"] == "SUCCEEDED"
+    assert "Result" not in callback["CallbackDetails"]
+    events = selectors.execution_history(execution, max_items=1000)["Events"]
+    (succeeded,) = [e for e in events if e["EventType"] == "CallbackSucceeded"]
+    assert succeeded["CallbackSucceededDetails"] == {"Result": {"Truncated": False}}
 
 
 def test_heartbeat_keeps_a_callback_alive_past_its_heartbeat_timeout() -> None:
@@ -364,3 +384,44 @@ def test_terminal_executions_past_retention_are_purged() -> None:
         Execution.objects.filter(pk=old.pk).update(ended_at=driver.clock.now() - datetime.timedelta(days=15))
         assert services.executions_purge_expired(driver.clock.now()) == 1
     assert list(Execution.objects.values_list("pk", flat=True)) == [recent.pk]
+
+
+@durable_execution
+def tenant_child(event: Any, context: DurableContext) -> Any:
+    return context.step(lambda _: event, name="echo")
+
+
+@durable_execution
+def tenant_caller(event: Any, context: DurableContext) -> Any:
+    config = InvokeConfig[Any, Any](tenant_id=event["tenant"]) if event.get("tenant") else None
+    try:
+        return context.invoke(event["target"], {"n": 1}, name="call", config=config)
+    except Exception as exc:  # an unresolvable target is an outcome here, not a crash
+        return {"failed": type(exc).__name__}
+
+
+@pytest.mark.parametrize(
+    ("target", "tenant"),
+    [("tenant-child", "acme-1"), ("tenant-child", None), ("no-such-function", "acme-1")],
+    ids=["durable-with-tenant", "durable-without-tenant", "unresolvable-with-tenant"],
+)
+def test_chained_invoke_started_event_names_the_invokes_tenant(target: str, tenant: str | None) -> None:
+    register("tenant-child", tenant_child)
+    register("tenant-caller", tenant_caller)
+    with engine_driver() as driver:
+        execution = start("tenant-caller", {"target": target, "tenant": tenant})
+        driver.run_until(lambda: refreshed(execution).is_terminal)
+    events = selectors.execution_history(refreshed(execution), max_items=1000)["Events"]
+    (started,) = [e for e in events if e["EventType"] == "ChainedInvokeStarted"]
+    details = started["ChainedInvokeStartedDetails"]
+    assert details["FunctionName"] == target
+    if tenant is None:
+        assert "TenantId" not in details
+    else:
+        assert details["TenantId"] == tenant
+    child = Execution.objects.filter(parent=execution).first()
+    if target == "tenant-child":
+        assert child is not None and child.tenant_id == (tenant or "")
+        assert details["DurableExecutionArn"] == child.arn
+    else:
+        assert child is None

@@ -61,14 +61,7 @@ class ResumeExecution:
     """Resume a paused execution."""
 
 
-Action = (
-    CallbackSucceed
-    | CallbackFail
-    | CallbackHeartbeat
-    | StopExecution
-    | PauseExecution
-    | ResumeExecution
-)
+Action = CallbackSucceed | CallbackFail | CallbackHeartbeat | StopExecution | PauseExecution | ResumeExecution
 
 
 @dataclass(frozen=True)
@@ -114,12 +107,8 @@ CASES: tuple[Case, ...] = (
         h.step_at_most_once_success,
         input=_json({"amount": 25}),
     ),
-    Case(
-        "step-at-most-once-interrupted-retried", h.step_at_most_once_interrupted_retried
-    ),
-    Case(
-        "step-at-most-once-interrupted-failed", h.step_at_most_once_interrupted_failed
-    ),
+    Case("step-at-most-once-interrupted-retried", h.step_at_most_once_interrupted_retried),
+    Case("step-at-most-once-interrupted-failed", h.step_at_most_once_interrupted_failed),
     Case("step-custom-subtype", h.step_custom_subtype),
     Case("step-returns-none", h.step_returns_none),
     Case("step-returns-nested", h.step_returns_nested),
@@ -136,6 +125,13 @@ CASES: tuple[Case, ...] = (
         hc.callback_success,
         input=_json({"approver": "dana"}),
         actions=(CallbackSucceed("approval", '{"approved": true}'),),
+    ),
+    # An empty Result is no result: callback.result() is None, not "".
+    Case(
+        "callback-success-empty-result",
+        hc.callback_success,
+        input=_json({"approver": "dana"}),
+        actions=(CallbackSucceed("approval", ""),),
     ),
     Case(
         "callback-failure",
@@ -183,16 +179,12 @@ CASES: tuple[Case, ...] = (
     Case(
         "wait-for-callback-success",
         hc.wait_for_callback_success,
-        actions=(
-            CallbackSucceed("partner create callback id", '{"status": "shipped"}'),
-        ),
+        actions=(CallbackSucceed("partner create callback id", '{"status": "shipped"}'),),
     ),
     Case(
         "wait-for-callback-failure",
         hc.wait_for_callback_failure,
-        actions=(
-            CallbackFail("partner create callback id", "PartnerError", "out of stock"),
-        ),
+        actions=(CallbackFail("partner create callback id", "PartnerError", "out of stock"),),
     ),
     Case("wait-for-callback-submitter-fails", hc.wait_for_callback_submitter_fails),
     Case("wait-for-callback-timeout", hc.wait_for_callback_timeout),
@@ -207,9 +199,7 @@ CASES: tuple[Case, ...] = (
         h.invoke_durable_waiting,
         durable_targets={"catalogue-waiter": h.target_waiter},
     ),
-    Case(
-        "invoke-plain", h.invoke_plain, plain_targets={"catalogue-echo": h.plain_echo}
-    ),
+    Case("invoke-plain", h.invoke_plain, plain_targets={"catalogue-echo": h.plain_echo}),
     Case(
         "invoke-durable-failing",
         h.invoke_durable_failing,
