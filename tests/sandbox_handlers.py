@@ -6,7 +6,9 @@ import os
 import time
 from typing import Any
 
-from aws_durable_execution_sdk_python import DurableContext, durable_execution
+from aws_durable_execution_sdk_python import DurableContext, StepContext, durable_execution
+from aws_durable_execution_sdk_python.config import Duration, StepConfig, StepSemantics
+from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 
 
 @durable_execution
@@ -56,3 +58,23 @@ def plain_environment(event: dict[str, Any], context: Any) -> str | None:
 
 def plain_sleeper(event: Any, context: Any) -> None:
     time.sleep(3600)
+
+
+@durable_execution
+def slow_at_most_once(event: dict[str, Any], context: DurableContext) -> dict[str, Any]:
+    """An AT_MOST_ONCE step whose first attempt outlives the function's Timeout.
+
+    The marker file counts attempts that began; only the first one hangs.
+    """
+    marker = event["marker"]
+
+    def charge(step: StepContext) -> int:
+        with open(marker, "a") as handle:
+            handle.write("started\n")
+        if step.attempt <= 1:
+            time.sleep(3600)
+        return step.attempt
+
+    retry = create_retry_strategy(RetryStrategyConfig(max_attempts=3, initial_delay=Duration.from_seconds(1)))
+    config = StepConfig(step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY, retry_strategy=retry)
+    return {"attempt": context.step(charge, name="charge", config=config)}

@@ -101,6 +101,21 @@ def test_hung_handlers_time_out_and_do_not_block_other_executions(workers: None)
         assert "Task timed out after 2.00 seconds" in message
 
 
+def test_a_timed_out_at_most_once_step_goes_through_its_retry_strategy(workers: None, tmp_path: Path) -> None:
+    register("slow-at-most-once", sandbox_handlers.slow_at_most_once, timeout_seconds=2)
+    marker = tmp_path / "attempts"
+    execution = finished(start("slow-at-most-once", {"marker": str(marker)}), timeout=60)
+    assert execution.status == "SUCCEEDED", execution.error
+    # The interrupted attempt was not run blindly again: the SDK saw it STARTED, asked
+    # the retry strategy, and attempt 2 ran once.
+    assert json.loads(execution.result) == {"attempt": 2}
+    assert marker.read_text().splitlines() == ["started", "started"]
+    outcomes = list(Invocation.objects.filter(execution=execution).values_list("outcome", flat=True))
+    assert outcomes[0] == InvocationOutcome.TIMEOUT and outcomes[-1] == InvocationOutcome.SUCCEEDED
+    failed = HistoryEvent.objects.get(execution=execution, event_type="StepFailed")
+    assert failed.details["Error"]["Payload"]["ErrorType"].endswith("StepInterruptedError")
+
+
 def test_a_crashing_handler_costs_only_its_invocation(workers: None, tmp_path: Path) -> None:
     register("crash-once", sandbox_handlers.crash_once)
     execution = finished(start("crash-once", {"marker": str(tmp_path / "crashed")}), timeout=30)
