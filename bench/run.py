@@ -2,10 +2,12 @@
 
     .venv/bin/python -m bench.run [--executions 100] [--throughput 300]
 
-1. Per-step overhead (in-process worker, one execution at a time): wall time,
-   worker CPU and database commits per step, from the difference between a
-   20-step and a 0-step handler. The SDK's own cost is measured the same way
-   on the testing library's in-memory runner, so the engine's share is visible.
+1. Per-step overhead (one worker, one execution at a time): wall time, worker
+   CPU (sandbox child included) and database commits per step, from the
+   difference between a 20-step and a 0-step handler, with handlers in a
+   sandbox child (as workers run them) and, for comparison, on the worker's own
+   thread (as before the sandbox): the difference is what the sandbox costs.
+   The SDK's own cost is measured on the testing library's in-memory runner.
 2. Throughput: a 5-step handler, 2 Celery worker processes (solo pool) and the
    scheduler as separate processes, executions started as fast as the bench
    can, measured until all have ended.
@@ -58,7 +60,9 @@ def main() -> None:
 
         function_register(name="bench-steps", handler="bench.handlers:steps")
         report: dict[str, Any] = {"machine": _machine()}
-        report["per_step"] = per_step(args.executions)
+        report["per_step_in_process"] = per_step(args.executions, "in_process")
+        report["per_step"] = per_step(args.executions, "sandbox")
+        report["sandbox_cost"] = sandbox_cost(report["per_step_in_process"], report["per_step"])
         report["sdk_floor"] = sdk_floor(max(20, args.executions // 5))
         report["throughput"] = throughput(args.throughput, args.workers, args.threads)
     print(json.dumps(report, indent=2))
@@ -81,27 +85,38 @@ def _commits() -> int:
         return int(cursor.fetchone()[0])
 
 
-def per_step(runs: int) -> dict[str, Any]:
-    """Sequential executions in-process: the latency and cost of each checkpointed step."""
-    from executions import services
-    from executions.workers.invoker import Invoker
+def per_step(runs: int, where: str) -> dict[str, Any]:
+    """Sequential executions, one at a time: the latency and cost of each checkpointed step.
 
-    invoker = Invoker("bench")
+    ``where`` is "sandbox" (handlers in a sandbox child, as every worker runs them) or
+    "in_process" (handlers on the worker's own thread, as before the sandbox existed;
+    kept here only to measure what the sandbox costs). CPU counts the sandbox child's too.
+    """
+    from executions import services
+    from executions.workers.invoker import Invoker, SandboxRunner
+    from executions.workers.sandbox import SandboxPool
+    from tests.in_process_runner import InProcessRunner
+
+    pool = SandboxPool(1) if where == "sandbox" else None
+    runner = SandboxRunner(pool) if pool else InProcessRunner()
+    invoker = Invoker("bench", runner)
     samples: dict[int, dict[str, list[float]]] = {0: _empty(), 20: _empty()}
     for round_index in range(runs + 5):
         for steps in (0, 20):
             commits = _commits()
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), _cpu_seconds(pool)
             started = services.execution_start(
                 function="bench-steps", input_payload=json.dumps({"steps": steps})
             )
             invoker.run_execution(started.execution.pk)
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            wall, cpu = time.perf_counter() - wall, _cpu_seconds(pool) - cpu
             if round_index >= 5:  # warm-up rounds are not counted
                 samples[steps]["wall"].append(wall)
                 samples[steps]["cpu"].append(cpu)
                 samples[steps]["commits"].append(_commits() - commits - 1)  # minus the counter's own
     invoker.close()
+    if pool is not None:
+        pool.close()
     per = {
         key: (statistics.median(samples[20][key]) - statistics.median(samples[0][key])) / 20
         for key in ("wall", "cpu", "commits")
@@ -109,11 +124,37 @@ def per_step(runs: int) -> dict[str, Any]:
     p99 = (_quantile(samples[20]["wall"], 0.99) - statistics.median(samples[0]["wall"])) / 20
     return {
         "runs": runs,
+        "where": where,
         "execution_wall_ms_p50": {str(k): statistics.median(v["wall"]) * 1000 for k, v in samples.items()},
+        "execution_cpu_ms_p50": {str(k): statistics.median(v["cpu"]) * 1000 for k, v in samples.items()},
         "step_wall_ms_p50": per["wall"] * 1000,
         "step_wall_ms_p99": p99 * 1000,
         "step_cpu_ms": per["cpu"] * 1000,
         "step_commits": per["commits"],
+    }
+
+
+def _cpu_seconds(pool: Any) -> float:
+    """CPU time of this process plus its sandbox children (utime + stime from /proc)."""
+    total = time.process_time()
+    for pid in pool.child_pids() if pool else ():
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def sandbox_cost(before: dict[str, Any], after: dict[str, Any]) -> dict[str, float]:
+    """What running handlers in a sandbox adds, per invocation (0-step execution) and per step."""
+
+    def delta(key: str, steps: str) -> float:
+        return after[key][steps] - before[key][steps]
+
+    return {
+        "invocation_wall_ms": delta("execution_wall_ms_p50", "0"),
+        "invocation_cpu_ms": delta("execution_cpu_ms_p50", "0"),
+        "step_wall_ms": after["step_wall_ms_p50"] - before["step_wall_ms_p50"],
+        "step_cpu_ms": after["step_cpu_ms"] - before["step_cpu_ms"],
     }
 
 

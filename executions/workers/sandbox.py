@@ -364,6 +364,11 @@ class SandboxPool:
     def _spawn(self) -> SandboxChild:
         return self._spawner.submit(SandboxChild).result()
 
+    def child_pids(self) -> list[int]:
+        """The idle children's process ids (for measurements)."""
+        with self._cond:
+            return [child.pid for child in self._idle]
+
     def close(self) -> None:
         """Stop every idle child; busy ones are killed when their job returns."""
         with self._cond:
