@@ -88,9 +88,7 @@ class ApprovalRequestQuerySet(models.QuerySet):
         return self.filter(Exists(reviewers))
 
     def with_vote_by(self, user: models.Model) -> ApprovalRequestQuerySet:
-        return self.annotate(
-            voted=Exists(Decision.objects.filter(request=OuterRef("pk"), reviewer=user))
-        )
+        return self.annotate(voted=Exists(Decision.objects.filter(request=OuterRef("pk"), reviewer=user)))
 
 
 class ApprovalRequest(models.Model):

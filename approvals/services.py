@@ -511,4 +511,3 @@ def _expire_verification(verification: EmailVerification, reason: str) -> None:
         verification.status = VerificationStatus.EXPIRED
         verification.closed_reason = reason[:200]
         verification.save(update_fields=["status", "closed_reason"])
-

@@ -78,8 +78,11 @@ def serve(*, embedded: bool) -> Iterator[str]:
     argv = [sys.executable, str(REPO / "manage.py"), "durable", "serve", "--port", str(port)]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        argv + ([] if embedded else ["--no-embedded"]), env=env, cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        argv + ([] if embedded else ["--no-embedded"]),
+        env=env,
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         _wait_for_port(port)
@@ -104,8 +107,11 @@ def _boto(url: str, key: Any) -> Any:
     from botocore.config import Config
 
     return boto3.client(
-        "lambda", endpoint_url=url, region_name="us-east-1",
-        aws_access_key_id=key.access_key_id, aws_secret_access_key=key.secret_access_key,
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key.access_key_id,
+        aws_secret_access_key=key.secret_access_key,
         config=Config(retries={"max_attempts": 1}),
     )
 
@@ -157,9 +163,7 @@ def _identifier(op_id: str) -> Any:
     from aws_durable_execution_sdk_python.identifier import OperationIdentifier
     from aws_durable_execution_sdk_python.lambda_service import OperationSubType, OperationType
 
-    return OperationIdentifier(
-        op_id, OperationSubType.STEP, None, op_id, operation_type=OperationType.STEP
-    )
+    return OperationIdentifier(op_id, OperationSubType.STEP, None, op_id, operation_type=OperationType.STEP)
 
 
 def _summary(samples: list[float]) -> dict[str, float]:
@@ -206,9 +210,10 @@ def _pending_callback(client: Any, arn: str, name: str) -> str:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         events = _history(client, arn)
-        started = [i for i, e in enumerate(events) if e["EventType"] == "CallbackStarted"
-                   and e.get("Name") == name]
-        if started and any(e["EventType"] == "InvocationCompleted" for e in events[started[0]:]):
+        started = [
+            i for i, e in enumerate(events) if e["EventType"] == "CallbackStarted" and e.get("Name") == name
+        ]
+        if started and any(e["EventType"] == "InvocationCompleted" for e in events[started[0] :]):
             return events[started[0]]["CallbackStartedDetails"]["CallbackId"]
         time.sleep(0.02)
     raise TimeoutError(f"callback {name} never became pending")

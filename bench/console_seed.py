@@ -104,7 +104,7 @@ def seed(cursor: Any, *, executions: int = 1_000_000, operations: int = 3000) ->
     )
     (arn,) = cursor.fetchone()
     cursor.execute(
-        "SELECT substring(input_payload from '\"sku\" ?: ?\"(SKU-[0-9]+)\"') FROM executions_execution"
+        'SELECT substring(input_payload from \'"sku" ?: ?"(SKU-[0-9]+)"\') FROM executions_execution'
         " WHERE id = 4242"
     )
     (sku,) = cursor.fetchone()

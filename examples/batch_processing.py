@@ -72,9 +72,7 @@ def fetch_record_ids(step: StepContext, job: Job) -> list[str]:
 
 
 @durable_step
-def process_records(
-    step: StepContext, job: Job, index: int, record_ids: list[str]
-) -> dict[str, Any]:
+def process_records(step: StepContext, job: Job, index: int, record_ids: list[str]) -> dict[str, Any]:
     store = RecordStore(job.faults)
     return store.process(job.job_id, index, record_ids, poisoned=index in job.poison_batches)
 
@@ -90,9 +88,7 @@ def batch_worker(job: Job, config: StepConfig) -> BatchWorker:
     def process_batch(
         context: DurableContext, batch: list[str], index: int, _: Sequence[list[str]]
     ) -> dict[str, Any]:
-        return context.step(
-            process_records(job, index, batch), name=f"process-batch-{index}", config=config
-        )
+        return context.step(process_records(job, index, batch), name=f"process-batch-{index}", config=config)
 
     return process_batch
 
@@ -115,9 +111,7 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     """Process every record in batches; returns counts, the total and failed batches."""
     event = as_event(event)
     job = read_job(event, context)
-    record_ids = context.step(
-        fetch_record_ids(job), name="fetch-record-ids", config=retrying_step(event)
-    )
+    record_ids = context.step(fetch_record_ids(job), name="fetch-record-ids", config=retrying_step(event))
     batches = split(record_ids, job.batch_size)
     config = MapConfig(
         max_concurrency=MAX_CONCURRENCY,

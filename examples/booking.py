@@ -96,9 +96,7 @@ def apply_upgrade(step: StepContext, booking: Booking, room_type: str) -> dict[s
 
 
 @durable_step
-def send_confirmation(
-    step: StepContext, booking: Booking, room: int, room_type: str
-) -> dict[str, Any]:
+def send_confirmation(step: StepContext, booking: Booking, room: int, room_type: str) -> dict[str, Any]:
     email = Email(booking.faults)
     return email.send(
         booking.email, "booking-confirmation", booking.booking_id, room=room, room_type=room_type

@@ -182,9 +182,7 @@ def extract(step: StepContext, job: Job) -> dict[str, Any]:
 
 
 @durable_step
-def transform_batch(
-    step: StepContext, job: Job, number: int, start: int, stop: int
-) -> dict[str, Any]:
+def transform_batch(step: StepContext, job: Job, number: int, start: int, stop: int) -> dict[str, Any]:
     """Read one slice of the snapshot, normalise it, stage it in the warehouse."""
     rows = DataSource(job.faults).read(job.dataset, start, stop)
     cleaned = [{"id": row["id"], "amount_cents": max(0, int(row["amount_cents"]))} for row in rows]
@@ -228,9 +226,7 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     context.wait(Duration.from_seconds(job.cooldown_seconds), name="rate-limit-cooldown")
     staged = context.run_in_child_context(transform(event, job), name="transform")
     window = wait_for_off_peak(context, job)
-    loaded = context.step(
-        load(job, staged["rows"], staged["total_cents"]), name="load", config=retrying
-    )
+    loaded = context.step(load(job, staged["rows"], staged["total_cents"]), name="load", config=retrying)
     check = context.step(verify(job), name="verify", config=retrying)
     return {
         "status": "loaded" if check["ok"] else "verification_failed",

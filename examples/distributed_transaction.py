@@ -82,9 +82,7 @@ def release_inventory(step: StepContext, order: Order, reservation_id: str) -> d
 
 @durable_step
 def refund_payment(step: StepContext, order: Order, charge: dict[str, Any]) -> dict[str, Any]:
-    return Payments(order.faults).refund(
-        order.order_id, charge["charge_id"], charge["amount_cents"]
-    )
+    return Payments(order.faults).refund(order.order_id, charge["charge_id"], charge["amount_cents"])
 
 
 @durable_execution
@@ -96,15 +94,11 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
         reserve_inventory(order), name="reserve-inventory", config=retrying_step(event)
     )
     try:
-        charge = context.step(
-            charge_payment(order), name="charge-payment", config=money_step(event)
-        )
+        charge = context.step(charge_payment(order), name="charge-payment", config=money_step(event))
     except StepError as error:
         return compensate(context, event, order, error, "charge-payment", reservation)
     try:
-        shipment = context.step(
-            create_shipment(order), name="create-shipment", config=retrying_step(event)
-        )
+        shipment = context.step(create_shipment(order), name="create-shipment", config=retrying_step(event))
     except StepError as error:
         return compensate(context, event, order, error, "create-shipment", reservation, charge)
     return {

@@ -101,9 +101,7 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
         payment = context.invoke(PAYMENT_FUNCTION, charge, name="charge-payment")
     except InvokeError as error:
         return release_stock(context, order, reservation["reservation_id"], error)
-    fulfil = order.payload(
-        items=order.items, email=customer["email"], shipping_address=order.address
-    )
+    fulfil = order.payload(items=order.items, email=customer["email"], shipping_address=order.address)
     shipment = context.invoke(FULFILMENT_FUNCTION, fulfil, name="fulfil-order")
     return {
         "status": "completed",
@@ -168,9 +166,7 @@ def inventory_handler(event: dict[str, Any] | None, context: Any) -> dict[str, A
     order_id = text_field(event, "order_id", plain_key(context, "order"))
     inventory = Inventory(Faults.from_input(event))
     if event.get("action", "reserve") == "release":
-        return inventory.release(
-            order_id, text_field(event, "reservation_id", short_id("res", order_id))
-        )
+        return inventory.release(order_id, text_field(event, "reservation_id", short_id("res", order_id)))
     items = known_items(event)
     reservation = inventory.reserve(order_id, items)
     return {**reservation, "amount_cents": price_items(items)}
@@ -209,9 +205,7 @@ def fulfilment_handler(event: dict[str, Any] | None, context: Any) -> dict[str, 
     address = text_field(event, "shipping_address", DEFAULT_ADDRESS)
     shipment = Shipping(faults).create_shipment(order_id, address, items)
     email = text_field(event, "email", f"{order_id}@example.com")
-    Email(faults).send(
-        email, "order-shipped", order_id, tracking_number=shipment["tracking_number"]
-    )
+    Email(faults).send(email, "order-shipped", order_id, tracking_number=shipment["tracking_number"])
     return {"package_id": package["package_id"], **shipment}
 
 

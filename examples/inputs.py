@@ -83,9 +83,7 @@ def bool_field(event: Mapping[str, Any], name: str, default: bool) -> bool:
 
 def int_list_field(event: Mapping[str, Any], name: str) -> list[int]:
     value = event.get(name, [])
-    if not isinstance(value, list) or not all(
-        isinstance(v, int) and not isinstance(v, bool) for v in value
-    ):
+    if not isinstance(value, list) or not all(isinstance(v, int) and not isinstance(v, bool) for v in value):
         raise ValueError(f"{name} must be a list of integers")
     return list(value)
 

@@ -26,9 +26,7 @@ class LedgerEntry(models.Model):
 
     class Meta:
         ordering = ("id",)
-        indexes = (
-            models.Index(fields=["service", "action", "key"], name="examples_ledger_lookup"),
-        )
+        indexes = (models.Index(fields=["service", "action", "key"], name="examples_ledger_lookup"),)
         verbose_name_plural = "ledger entries"
 
     def __str__(self) -> str:

@@ -92,11 +92,7 @@ def item_problem(item: object) -> str | None:
     sku, quantity = item.get("sku"), item.get("quantity")
     if sku not in CATALOGUE:
         return f"unknown sku {sku!r}"
-    if (
-        isinstance(quantity, bool)
-        or not isinstance(quantity, int)
-        or not 1 <= quantity <= MAX_QUANTITY
-    ):
+    if isinstance(quantity, bool) or not isinstance(quantity, int) or not 1 <= quantity <= MAX_QUANTITY:
         return f"quantity of {sku} must be between 1 and {MAX_QUANTITY}"
     return None
 
@@ -107,8 +103,7 @@ def read_order(event: dict[str, Any], context: DurableContext) -> Order:
         order_id=order_id,
         email=text_field(event, "customer_email", f"{order_id}@example.com"),
         items=[
-            {"sku": item["sku"], "quantity": item["quantity"]}
-            for item in event.get("items", DEFAULT_ITEMS)
+            {"sku": item["sku"], "quantity": item["quantity"]} for item in event.get("items", DEFAULT_ITEMS)
         ],
         address=text_field(event, "shipping_address", "221B Baker Street, London"),
         card=card_token(event),
@@ -140,13 +135,9 @@ def pack_order(step: StepContext, order: Order) -> dict[str, Any]:
 
 
 @durable_step
-def capture_payment(
-    step: StepContext, order: Order, authorization: dict[str, Any]
-) -> dict[str, Any]:
+def capture_payment(step: StepContext, order: Order, authorization: dict[str, Any]) -> dict[str, Any]:
     payments = Payments(order.faults)
-    return payments.capture(
-        order.order_id, authorization["authorization_id"], authorization["amount_cents"]
-    )
+    return payments.capture(order.order_id, authorization["authorization_id"], authorization["amount_cents"])
 
 
 @durable_step
@@ -157,9 +148,7 @@ def ship_order(step: StepContext, order: Order) -> dict[str, Any]:
 @durable_step
 def send_confirmation(step: StepContext, order: Order, tracking_number: str) -> dict[str, Any]:
     email = Email(order.faults)
-    return email.send(
-        order.email, "order-confirmation", order.order_id, tracking_number=tracking_number
-    )
+    return email.send(order.email, "order-confirmation", order.order_id, tracking_number=tracking_number)
 
 
 @durable_with_child_context

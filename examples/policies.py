@@ -52,9 +52,7 @@ def transient_retry(
     event: Mapping[str, Any], *, default_attempts: int = 4, default_delay: int = 2
 ) -> Callable[[Exception, int], RetryDecision]:
     """The retry strategy of :func:`transient_retry_config`."""
-    config = transient_retry_config(
-        event, default_attempts=default_attempts, default_delay=default_delay
-    )
+    config = transient_retry_config(event, default_attempts=default_attempts, default_delay=default_delay)
     return create_retry_strategy(config)
 
 
@@ -63,15 +61,11 @@ def retrying_step(
 ) -> StepConfig:
     """A step that may safely run again: retried on transient errors."""
     return StepConfig(
-        retry_strategy=transient_retry(
-            event, default_attempts=default_attempts, default_delay=default_delay
-        )
+        retry_strategy=transient_retry(event, default_attempts=default_attempts, default_delay=default_delay)
     )
 
 
-def money_step(
-    event: Mapping[str, Any], *, default_attempts: int = 4, default_delay: int = 2
-) -> StepConfig:
+def money_step(event: Mapping[str, Any], *, default_attempts: int = 4, default_delay: int = 2) -> StepConfig:
     """A step that moves money: at most once per attempt.
 
     The START checkpoint is written before the body runs, so a worker that dies
@@ -80,8 +74,6 @@ def money_step(
     workflow compensates instead of risking a double charge.
     """
     return StepConfig(
-        retry_strategy=transient_retry(
-            event, default_attempts=default_attempts, default_delay=default_delay
-        ),
+        retry_strategy=transient_retry(event, default_attempts=default_attempts, default_delay=default_delay),
         step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY,
     )

@@ -223,9 +223,7 @@ class Payments(SimulatedService):
     def refund(self, key: str, charge_id: str, amount_cents: int) -> dict[str, Any]:
         self._call("refund", key)
         refund_id = short_id("re", key, charge_id)
-        self._record(
-            "refund", key, charge_id=charge_id, refund_id=refund_id, amount_cents=amount_cents
-        )
+        self._record("refund", key, charge_id=charge_id, refund_id=refund_id, amount_cents=amount_cents)
         return {"refund_id": refund_id, "amount_cents": amount_cents}
 
     def authorize(self, key: str, amount_cents: int, card: str) -> dict[str, Any]:
@@ -260,9 +258,7 @@ class Shipping(SimulatedService):
         attempt = self._call("create_shipment", order_id)
         shipment_id = short_id("shp", order_id)
         tracking = "1Z" + short_id("t", order_id).split("-")[1].upper()
-        self._record(
-            "create_shipment", order_id, shipment_id=shipment_id, address=address, items=list(items)
-        )
+        self._record("create_shipment", order_id, shipment_id=shipment_id, address=address, items=list(items))
         return {
             "shipment_id": shipment_id,
             "tracking_number": tracking,
@@ -315,9 +311,7 @@ class Customers(SimulatedService):
         self._record("create_account", email, user_id=user_id, name=name)
         return {"user_id": user_id, "email": email, "name": name}
 
-    def update_profile(
-        self, user_id: str, section: str, values: Mapping[str, Any]
-    ) -> dict[str, Any]:
+    def update_profile(self, user_id: str, section: str, values: Mapping[str, Any]) -> dict[str, Any]:
         self._call("update_profile", f"{user_id}:{section}")
         self._record("update_profile", user_id, section=section, values=dict(values))
         return {"section": section, **values}
@@ -405,9 +399,7 @@ class DataSource(SimulatedService):
     def extract(self, job_id: str, dataset: str, record_count: int) -> dict[str, Any]:
         attempt = self._call("extract", job_id)
         snapshot_id = short_id("snap", job_id, dataset)
-        self._record(
-            "extract", job_id, dataset=dataset, records=record_count, snapshot_id=snapshot_id
-        )
+        self._record("extract", job_id, dataset=dataset, records=record_count, snapshot_id=snapshot_id)
         return {
             "snapshot_id": snapshot_id,
             "dataset": dataset,
@@ -449,9 +441,7 @@ class RecordStore(SimulatedService):
         self._record("fetch", job_id, records=record_count)
         return [f"rec-{index:05d}" for index in range(1, record_count + 1)]
 
-    def process(
-        self, job_id: str, batch: int, record_ids: Sequence[str], poisoned: bool
-    ) -> dict[str, Any]:
+    def process(self, job_id: str, batch: int, record_ids: Sequence[str], poisoned: bool) -> dict[str, Any]:
         attempt = self._call("process", f"{job_id}:batch-{batch}")
         if poisoned:
             raise PermanentServiceError(f"batch {batch} contains a malformed record")
@@ -471,9 +461,7 @@ class RecordStore(SimulatedService):
 class Bookings(SimulatedService):
     name = "booking"
 
-    def availability(
-        self, booking_id: str, hotel: str, room_type: str, nights: int
-    ) -> dict[str, Any]:
+    def availability(self, booking_id: str, hotel: str, room_type: str, nights: int) -> dict[str, Any]:
         attempt = self._call("availability", booking_id)
         rate = ROOM_RATES[room_type]
         return {
@@ -484,14 +472,10 @@ class Bookings(SimulatedService):
             "attempt": attempt,
         }
 
-    def reserve_room(
-        self, booking_id: str, hotel: str, room_type: str, nights: int
-    ) -> dict[str, Any]:
+    def reserve_room(self, booking_id: str, hotel: str, room_type: str, nights: int) -> dict[str, Any]:
         attempt = self._call("reserve_room", booking_id)
         room = 100 + int(short_id("r", booking_id)[-2:], 16) % 400
-        self._record(
-            "reserve_room", booking_id, hotel=hotel, room_type=room_type, nights=nights, room=room
-        )
+        self._record("reserve_room", booking_id, hotel=hotel, room_type=room_type, nights=nights, room=room)
         return {"confirmation": short_id("cnf", booking_id), "room": room, "attempt": attempt}
 
     def upgrade(self, booking_id: str, room_type: str) -> dict[str, Any]:

@@ -183,9 +183,7 @@ def set_up_profile(
     """Run the three profile branches in parallel; returns them by section."""
     sections = (create_profile, set_preferences, provision_workspace)
     branches = [branch(event, signup, user_id) for branch in sections]
-    setup = context.parallel(
-        branches, name="set-up-profile", config=ParallelConfig(max_concurrency=3)
-    )
+    setup = context.parallel(branches, name="set-up-profile", config=ParallelConfig(max_concurrency=3))
     setup.throw_if_error()
     return {section["section"]: section for section in setup.get_results()}
 
@@ -208,9 +206,7 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     except CallbackTimeoutError:
         return unverified(context, event, signup, user_id)
     profile = set_up_profile(context, event, signup, user_id)
-    welcome = context.step(
-        send_welcome(signup, user_id), name="send-welcome-email", config=retrying
-    )
+    welcome = context.step(send_welcome(signup, user_id), name="send-welcome-email", config=retrying)
     context.step(set_status(signup, user_id, "active"), name="activate-account", config=retrying)
     return {
         "status": "active",
@@ -227,9 +223,7 @@ def unverified(
     context: DurableContext, event: dict[str, Any], signup: Signup, user_id: str
 ) -> dict[str, Any]:
     """Nobody clicked the link in time: remind the user and keep the account unverified."""
-    reminder = context.step(
-        send_reminder(signup, user_id), name="send-reminder", config=retrying_step(event)
-    )
+    reminder = context.step(send_reminder(signup, user_id), name="send-reminder", config=retrying_step(event))
     context.step(
         set_status(signup, user_id, "unverified"),
         name="record-unverified",

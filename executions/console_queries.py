@@ -298,9 +298,7 @@ class ExecutionPage:
     prev_cursor: str | None
 
 
-def execution_page(
-    filters: ExecutionFilters, *, cursor: str | None = None, limit: int = 50
-) -> ExecutionPage:
+def execution_page(filters: ExecutionFilters, *, cursor: str | None = None, limit: int = 50) -> ExecutionPage:
     """A page of the executions ``filters`` match, by (started_at, id) descending. One query.
 
     ``cursor`` is a ``next_cursor``/``prev_cursor`` of an earlier page; one that
@@ -322,8 +320,10 @@ def execution_page(
         more = len(rows) > limit
         rows = rows[:limit]
         # The page we came from is still there; an emptied page points back at the cursor.
-        prev = _encode_cursor(True, rows[0].started_at, rows[0].pk) if rows else _encode_cursor(
-            True, started_at, pk - 1
+        prev = (
+            _encode_cursor(True, rows[0].started_at, rows[0].pk)
+            if rows
+            else _encode_cursor(True, started_at, pk - 1)
         )
         return ExecutionPage(rows, _next_cursor(rows) if more else None, prev)
 
@@ -530,9 +530,7 @@ _SERIES = (
 )
 
 
-def activity_svg(
-    buckets: list[ActivityBucket], *, width: int = 640, height: int = 160, title: str
-) -> str:
+def activity_svg(buckets: list[ActivityBucket], *, width: int = 640, height: int = 160, title: str) -> str:
     """An accessible inline SVG bar chart of ``activity()`` (no script, no external CSS).
 
     Three bars per bucket (started, succeeded, failed), a y axis with its maximum,
@@ -667,12 +665,16 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
     negative when a deadline passed and its timer has not fired yet).
     """
     now = now or clock.now()
-    group_name = Operation.objects.filter(
-        execution_id=OuterRef("execution_id"),
-        operation_id=OuterRef("parent_id"),
-        type="CONTEXT",
-        sub_type="WaitForCallback",
-    ).order_by().values("name")[:1]
+    group_name = (
+        Operation.objects.filter(
+            execution_id=OuterRef("execution_id"),
+            operation_id=OuterRef("parent_id"),
+            type="CONTEXT",
+            sub_type="WaitForCallback",
+        )
+        .order_by()
+        .values("name")[:1]
+    )
     callbacks = (
         Operation.objects.filter(
             type="CALLBACK", status="STARTED", execution__status__in=OPEN_EXECUTION_STATUSES

@@ -226,14 +226,10 @@ class Execution(models.Model):
 
     class Meta:
         ordering = ["-started_at", "-id"]
-        constraints = [
-            models.UniqueConstraint(fields=["function", "name"], name="execution_name_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["function", "name"], name="execution_name_unique")]
         indexes = [
             # Scheduler claims: due timers, due invocations, expired leases.
-            models.Index(
-                fields=["wake_at"], name="execution_wake_idx", condition=Q(wake_at__isnull=False)
-            ),
+            models.Index(fields=["wake_at"], name="execution_wake_idx", condition=Q(wake_at__isnull=False)),
             models.Index(
                 fields=["invocation_due_at"],
                 name="execution_due_idx",
@@ -250,9 +246,7 @@ class Execution(models.Model):
             # unfiltered and time-range pages.
             models.Index(fields=["-started_at", "-id"], name="execution_started_id_idx"),
             # Function + status pages, and the status chip counts under a function filter.
-            models.Index(
-                fields=["function", "status", "-started_at", "-id"], name="execution_fn_status_idx"
-            ),
+            models.Index(fields=["function", "status", "-started_at", "-id"], name="execution_fn_status_idx"),
             # Activity chart: executions that ended in a window, by outcome.
             models.Index(
                 fields=["ended_at", "status"],
@@ -320,9 +314,7 @@ class Operation(models.Model):
     class Meta:
         ordering = ["position"]
         constraints = [
-            models.UniqueConstraint(
-                fields=["execution", "operation_id"], name="operation_id_unique"
-            )
+            models.UniqueConstraint(fields=["execution", "operation_id"], name="operation_id_unique")
         ]
         indexes = [
             models.Index(fields=["execution", "position"], name="operation_position_idx"),
@@ -371,9 +363,7 @@ class HistoryEvent(models.Model):
 
     class Meta:
         ordering = ["event_id"]
-        constraints = [
-            models.UniqueConstraint(fields=["execution", "event_id"], name="event_id_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["execution", "event_id"], name="event_id_unique")]
 
     def __str__(self) -> str:
         return f"{self.event_id} {self.event_type}"
@@ -411,9 +401,7 @@ class Invocation(models.Model):
 
     class Meta:
         ordering = ["number"]
-        constraints = [
-            models.UniqueConstraint(fields=["execution", "number"], name="invocation_unique")
-        ]
+        constraints = [models.UniqueConstraint(fields=["execution", "number"], name="invocation_unique")]
 
     def __str__(self) -> str:
         return f"invocation {self.number} of {self.execution_id}"
@@ -431,7 +419,10 @@ class AccessKey(models.Model):
     secret_encrypted = models.TextField()
     description = models.CharField(max_length=256, blank=True, default="")
     user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL,
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
         related_name="access_keys",
     )
     created_at = models.DateTimeField(auto_now_add=True)

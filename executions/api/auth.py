@@ -193,9 +193,7 @@ def _check_date(request: SignedRequest, auth: Authorization, now: datetime.datet
             "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header."
         )
     try:
-        signed_at = datetime.datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(
-            tzinfo=datetime.UTC
-        )
+        signed_at = datetime.datetime.strptime(amz_date, AMZ_DATE_FORMAT).replace(tzinfo=datetime.UTC)
     except ValueError as exc:
         raise IncompleteSignature(f"Invalid X-Amz-Date: {amz_date!r}") from exc
     if "host" not in auth.signed_headers or "x-amz-date" not in auth.signed_headers:

@@ -46,9 +46,7 @@ class UnrecognizedClient(ServiceError):
     code = "UnrecognizedClientException"
     http_status = 403
 
-    def __init__(
-        self, message: str = "The security token included in the request is invalid."
-    ) -> None:
+    def __init__(self, message: str = "The security token included in the request is invalid.") -> None:
         super().__init__(message)
 
 

@@ -20,14 +20,17 @@ CLIENT_TOKEN_PATTERN = r"^[\x21-\x7e]{1,64}$"
 
 def checkpoint_token_field(**kwargs: Any) -> serializers.RegexField:
     return serializers.RegexField(
-        BASE64_PATTERN, max_length=2048, error_messages={"invalid": "must be standard base64"},
+        BASE64_PATTERN,
+        max_length=2048,
+        error_messages={"invalid": "must be standard base64"},
         **kwargs,
     )
 
 
 def client_token_field() -> serializers.RegexField:
     return serializers.RegexField(
-        CLIENT_TOKEN_PATTERN, required=False,
+        CLIENT_TOKEN_PATTERN,
+        required=False,
         error_messages={"invalid": "must be 1-64 printable ASCII characters"},
     )
 

@@ -98,9 +98,7 @@ def step_retry_then_succeed(event: dict, context: DurableContext) -> dict:
             raise ConnectionError(f"attempt {step_context.attempt} failed")
         return step_context.attempt
 
-    attempt = context.step(
-        flaky, name="flaky", config=StepConfig(retry_strategy=fast_retry(5))
-    )
+    attempt = context.step(flaky, name="flaky", config=StepConfig(retry_strategy=fast_retry(5)))
     return {"succeeded_on_attempt": attempt}
 
 
@@ -112,9 +110,7 @@ def step_retry_exhausted(event: dict, context: DurableContext) -> dict:
         raise TimeoutError(f"still down on attempt {step_context.attempt}")
 
     try:
-        context.step(
-            always, name="always-fails", config=StepConfig(retry_strategy=fast_retry(3))
-        )
+        context.step(always, name="always-fails", config=StepConfig(retry_strategy=fast_retry(3)))
     except StepError as err:
         return {"error": describe(err)}
     return {"error": None}
@@ -127,9 +123,7 @@ def step_retry_filtered(event: dict, context: DurableContext) -> dict:
     def wrong_kind(_: StepContext) -> None:
         raise KeyError("missing")
 
-    config = StepConfig(
-        retry_strategy=fast_retry(5, retryable_error_types=[TimeoutError])
-    )
+    config = StepConfig(retry_strategy=fast_retry(5, retryable_error_types=[TimeoutError]))
     try:
         context.step(wrong_kind, name="not-retryable", config=config)
     except StepError as err:
@@ -147,9 +141,7 @@ def step_retry_in_child(event: dict, context: DurableContext) -> dict:
         return step_context.attempt * 100
 
     def body(child: DurableContext) -> int:
-        return child.step(
-            flaky, name="inner-flaky", config=StepConfig(retry_strategy=fast_retry(3))
-        )
+        return child.step(flaky, name="inner-flaky", config=StepConfig(retry_strategy=fast_retry(3)))
 
     return {"value": context.run_in_child_context(body, name="retry-scope")}
 
@@ -158,9 +150,7 @@ def step_retry_in_child(event: dict, context: DurableContext) -> dict:
 def step_at_most_once_success(event: dict, context: DurableContext) -> dict:
     """An AT_MOST_ONCE_PER_RETRY step (synchronous START checkpoint) that succeeds."""
     config = StepConfig(step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY)
-    charged = context.step(
-        lambda _: {"charged": event["amount"]}, name="charge", config=config
-    )
+    charged = context.step(lambda _: {"charged": event["amount"]}, name="charge", config=config)
     return charged
 
 
@@ -191,9 +181,7 @@ def step_at_most_once_interrupted_retried(event: dict, context: DurableContext) 
         step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY,
         serdes=_CrashOnFirstSerialize("amo-retried"),
     )
-    result = context.step(
-        lambda sc: {"attempt": sc.attempt}, name="fragile", config=config
-    )
+    result = context.step(lambda sc: {"attempt": sc.attempt}, name="fragile", config=config)
     return {"result": result}
 
 
@@ -387,9 +375,7 @@ def invoke_durable_failing(event: dict, context: DurableContext) -> dict:
 def invoke_plain_failing(event: dict, context: DurableContext) -> dict:
     """context.invoke of a plain target that raises: InvokeError carries the function error."""
     try:
-        context.invoke(
-            "catalogue-plain-failing", {"what": "the order"}, name="call-plain-failing"
-        )
+        context.invoke("catalogue-plain-failing", {"what": "the order"}, name="call-plain-failing")
     except InvokeError as err:
         return {"error": describe(err)}
     return {"error": None}
@@ -469,9 +455,7 @@ def logger_use(event: dict, context: DurableContext) -> dict:
 def replay_input_fields(event: dict, context: DurableContext) -> dict:
     """Input fields are read before and after several replays (waits) and feed steps."""
     customer = event["customer"]
-    subtotal = context.step(
-        lambda _: sum(i["price"] * i["qty"] for i in event["items"]), name="subtotal"
-    )
+    subtotal = context.step(lambda _: sum(i["price"] * i["qty"] for i in event["items"]), name="subtotal")
     context.wait(Duration.from_seconds(1), name="cool-off")
     tax = context.step(lambda _: round(subtotal * event["tax_rate"], 2), name="tax")
     context.wait(Duration.from_seconds(1), name="cool-off-2")

@@ -98,9 +98,7 @@ def parallel_tolerated_failures(event: dict, context: DurableContext) -> dict:
         lambda ctx: ctx.step(lambda _: 3, name="ok-3"),
         lambda ctx: ctx.step(lambda _: 4, name="ok-4"),
     ]
-    config = ParallelConfig(
-        completion_config=CompletionConfig(tolerated_failure_count=1)
-    )
+    config = ParallelConfig(completion_config=CompletionConfig(tolerated_failure_count=1))
     return batch_summary(context.parallel(branches, name="tolerant", config=config))
 
 
@@ -125,13 +123,8 @@ def parallel_failure_exceeded(event: dict, context: DurableContext) -> dict:
 @durable_execution
 def parallel_min_successful(event: dict, context: DurableContext) -> dict:
     """parallel with min_successful=2 of 4 (max_concurrency=1): completes early."""
-    branches = [
-        lambda ctx, i=i: ctx.step(lambda _: i, name=f"branch-step-{i}")
-        for i in range(4)
-    ]
-    config = ParallelConfig(
-        max_concurrency=1, completion_config=CompletionConfig(min_successful=2)
-    )
+    branches = [lambda ctx, i=i: ctx.step(lambda _: i, name=f"branch-step-{i}") for i in range(4)]
+    config = ParallelConfig(max_concurrency=1, completion_config=CompletionConfig(min_successful=2))
     return batch_summary(context.parallel(branches, name="quorum", config=config))
 
 
@@ -195,32 +188,22 @@ def parallel_flat(event: dict, context: DurableContext) -> dict:
 def map_max_concurrency(event: dict, context: DurableContext) -> dict:
     """map over input items with max_concurrency=2; every item succeeds."""
     config = MapConfig(max_concurrency=2)
-    return batch_summary(
-        context.map(event["items"], _double, name="doubler", config=config)
-    )
+    return batch_summary(context.map(event["items"], _double, name="doubler", config=config))
 
 
 @durable_execution
 def map_min_successful(event: dict, context: DurableContext) -> dict:
     """map with CompletionConfig(min_successful=2) over 5 items, max_concurrency=1."""
-    config = MapConfig(
-        max_concurrency=1, completion_config=CompletionConfig(min_successful=2)
-    )
-    return batch_summary(
-        context.map([1, 2, 3, 4, 5], _double, name="first-two", config=config)
-    )
+    config = MapConfig(max_concurrency=1, completion_config=CompletionConfig(min_successful=2))
+    return batch_summary(context.map([1, 2, 3, 4, 5], _double, name="first-two", config=config))
 
 
 @durable_execution
 def map_tolerated_failure_count(event: dict, context: DurableContext) -> dict:
     """map with tolerated_failure_count=1: the second failure (item 3) ends the batch."""
-    config = MapConfig(
-        max_concurrency=1, completion_config=CompletionConfig(tolerated_failure_count=1)
-    )
+    config = MapConfig(max_concurrency=1, completion_config=CompletionConfig(tolerated_failure_count=1))
     return batch_summary(
-        context.map(
-            [1, 2, 3, 4, 6], _double_or_fail_odd, name="count-tolerant", config=config
-        )
+        context.map([1, 2, 3, 4, 6], _double_or_fail_odd, name="count-tolerant", config=config)
     )
 
 
@@ -231,27 +214,17 @@ def map_tolerated_failure_percentage(event: dict, context: DurableContext) -> di
         max_concurrency=1,
         completion_config=CompletionConfig(tolerated_failure_percentage=50),
     )
-    return batch_summary(
-        context.map(
-            [2, 3, 4, 6], _double_or_fail_odd, name="pct-tolerant", config=config
-        )
-    )
+    return batch_summary(context.map([2, 3, 4, 6], _double_or_fail_odd, name="pct-tolerant", config=config))
 
 
 @durable_execution
-def map_tolerated_failure_percentage_exceeded(
-    event: dict, context: DurableContext
-) -> dict:
+def map_tolerated_failure_percentage_exceeded(event: dict, context: DurableContext) -> dict:
     """map with tolerated_failure_percentage=25: a second failure of 4 exceeds it."""
     config = MapConfig(
         max_concurrency=1,
         completion_config=CompletionConfig(tolerated_failure_percentage=25),
     )
-    return batch_summary(
-        context.map(
-            [1, 2, 3, 4], _double_or_fail_odd, name="pct-exceeded", config=config
-        )
-    )
+    return batch_summary(context.map([1, 2, 3, 4], _double_or_fail_odd, name="pct-exceeded", config=config))
 
 
 def _two_successes(status: CompletionStatus) -> Any:
@@ -261,11 +234,7 @@ def _two_successes(status: CompletionStatus) -> Any:
 
 def _any_failure(status: CompletionStatus) -> Any:
     """should_complete predicate: complete as FAILED on the first failure."""
-    return (
-        complete_batch(CompletionOutcome.FAILED)
-        if status.failure_count >= 1
-        else continue_batch()
-    )
+    return complete_batch(CompletionOutcome.FAILED) if status.failure_count >= 1 else continue_batch()
 
 
 @durable_execution
@@ -275,9 +244,7 @@ def map_should_complete(event: dict, context: DurableContext) -> dict:
         max_concurrency=1,
         completion_config=CompletionConfig(should_complete=_two_successes),
     )
-    return batch_summary(
-        context.map([10, 20, 30, 40], _double, name="predicate", config=config)
-    )
+    return batch_summary(context.map([10, 20, 30, 40], _double, name="predicate", config=config))
 
 
 @durable_execution
@@ -287,9 +254,7 @@ def map_should_complete_failed(event: dict, context: DurableContext) -> dict:
         max_concurrency=1,
         completion_config=CompletionConfig(should_complete=_any_failure),
     )
-    result = context.map(
-        [2, 5, 4], _double_or_fail_odd, name="predicate-fail", config=config
-    )
+    result = context.map([2, 5, 4], _double_or_fail_odd, name="predicate-fail", config=config)
     summary = batch_summary(result)
     try:
         result.throw_if_error()
@@ -314,9 +279,7 @@ def map_item_namer(event: dict, context: DurableContext) -> dict:
 def map_flat(event: dict, context: DurableContext) -> dict:
     """map with NestingType.FLAT: no MapIteration CONTEXT ops."""
     config = MapConfig(nesting_type=NestingType.FLAT)
-    return batch_summary(
-        context.map([1, 2, 3], _double, name="flat-map", config=config)
-    )
+    return batch_summary(context.map([1, 2, 3], _double, name="flat-map", config=config))
 
 
 @durable_execution
@@ -341,9 +304,7 @@ def map_with_waits(event: dict, context: DurableContext) -> dict:
         return ctx.step(lambda _: f"item-{item}", name=f"after-wait-{item}")
 
     return batch_summary(
-        context.map(
-            [3, 1, 2], body, name="waiting-map", config=MapConfig(max_concurrency=3)
-        )
+        context.map([3, 1, 2], body, name="waiting-map", config=MapConfig(max_concurrency=3))
     )
 
 
@@ -354,9 +315,7 @@ def _poll_strategy(max_attempts: int, stop_at: int | None):
     """Deterministic wait strategy: 1 s between polls; stop once count >= stop_at."""
     return create_wait_strategy(
         WaitStrategyConfig(
-            should_continue_polling=lambda state: (
-                stop_at is None or state["count"] < stop_at
-            ),
+            should_continue_polling=lambda state: stop_at is None or state["count"] < stop_at,
             max_attempts=max_attempts,
             initial_delay=Duration.from_seconds(1),
             max_delay=Duration.from_seconds(1),
@@ -434,9 +393,7 @@ def child_nested(event: dict, context: DurableContext) -> dict:
         return ctx.step(lambda _: "deep", name="deep-step")
 
     def level2(ctx: DurableContext) -> str:
-        return ctx.step(lambda _: "mid-", name="mid-step") + ctx.run_in_child_context(
-            level3, name="level-3"
-        )
+        return ctx.step(lambda _: "mid-", name="mid-step") + ctx.run_in_child_context(level3, name="level-3")
 
     def level1(ctx: DurableContext) -> str:
         return ctx.run_in_child_context(level2, name="level-2") + "!"
@@ -449,10 +406,7 @@ def child_large_result(event: dict, context: DurableContext) -> dict:
     """A child context result over 256 KB: SUCCEED with ReplayChildren, body re-run on replay."""
 
     def body(child: DurableContext) -> str:
-        parts = [
-            child.step(lambda _, i=i: chr(ord("a") + i) * 100_000, name=f"chunk-{i}")
-            for i in range(3)
-        ]
+        parts = [child.step(lambda _, i=i: chr(ord("a") + i) * 100_000, name=f"chunk-{i}") for i in range(3)]
         return "".join(parts)
 
     big = context.run_in_child_context(body, name="big-child")
@@ -481,9 +435,7 @@ def child_virtual(event: dict, context: DurableContext) -> dict:
         return child.step(lambda _: "virtual", name="virtual-step")
 
     outer = context.run_in_child_context(
-        lambda ctx: ctx.run_in_child_context(
-            body, name="virtual", config=ChildConfig(is_virtual=True)
-        ),
+        lambda ctx: ctx.run_in_child_context(body, name="virtual", config=ChildConfig(is_virtual=True)),
         name="real-parent",
     )
     return {"value": outer}

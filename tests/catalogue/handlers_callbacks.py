@@ -68,9 +68,7 @@ def callback_timeout(event: dict, context: DurableContext) -> dict:
 @durable_execution
 def callback_heartbeat_timeout(event: dict, context: DurableContext) -> dict:
     """A callback with a 1 s heartbeat timeout and no heartbeat: times out on heartbeat."""
-    config = CallbackConfig(
-        timeout=Duration.from_minutes(10), heartbeat_timeout=Duration.from_seconds(1)
-    )
+    config = CallbackConfig(timeout=Duration.from_minutes(10), heartbeat_timeout=Duration.from_seconds(1))
     callback = context.create_callback(name="worker", config=config)
     try:
         callback.result()
@@ -82,9 +80,7 @@ def callback_heartbeat_timeout(event: dict, context: DurableContext) -> dict:
 @durable_execution
 def callback_heartbeat_then_success(event: dict, context: DurableContext) -> dict:
     """A callback with a heartbeat timeout that gets a heartbeat and then succeeds."""
-    config = CallbackConfig(
-        timeout=Duration.from_minutes(10), heartbeat_timeout=Duration.from_seconds(20)
-    )
+    config = CallbackConfig(timeout=Duration.from_minutes(10), heartbeat_timeout=Duration.from_seconds(20))
     callback = context.create_callback(name="worker", config=config)
     return {"answer": callback.result()}
 

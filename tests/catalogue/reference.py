@@ -71,24 +71,14 @@ def _wire(op: Any) -> dict[str, Any]:
 def _perform(runner: DurableFunctionTestRunner, arn: str, action: Any) -> None:
     match action:
         case CallbackSucceed(name=name, result=result):
-            callback_id = runner.wait_for_callback(
-                arn, name=name, timeout=CALLBACK_WAIT_SECONDS
-            )
+            callback_id = runner.wait_for_callback(arn, name=name, timeout=CALLBACK_WAIT_SECONDS)
             runner.send_callback_success(callback_id, result.encode("utf-8"))
-        case CallbackFail(
-            name=name, error_type=error_type, error_message=error_message
-        ):
-            callback_id = runner.wait_for_callback(
-                arn, name=name, timeout=CALLBACK_WAIT_SECONDS
-            )
-            error = ErrorObject(
-                message=error_message, type=error_type, data=None, stack_trace=None
-            )
+        case CallbackFail(name=name, error_type=error_type, error_message=error_message):
+            callback_id = runner.wait_for_callback(arn, name=name, timeout=CALLBACK_WAIT_SECONDS)
+            error = ErrorObject(message=error_message, type=error_type, data=None, stack_trace=None)
             runner.send_callback_failure(callback_id, error)
         case CallbackHeartbeat(name=name):
-            callback_id = runner.wait_for_callback(
-                arn, name=name, timeout=CALLBACK_WAIT_SECONDS
-            )
+            callback_id = runner.wait_for_callback(arn, name=name, timeout=CALLBACK_WAIT_SECONDS)
             runner.send_callback_heartbeat(callback_id)
         case StopExecution(when_callback=name):
             runner.wait_for_callback(arn, name=name, timeout=CALLBACK_WAIT_SECONDS)
@@ -128,9 +118,7 @@ def run_reference(case: Case) -> Outcome:
         for action in case.actions:
             _perform(runner, arn, action)
 
-        completed = runner._executor.wait_until_complete(
-            arn, case.execution_timeout + RESULT_MARGIN_SECONDS
-        )
+        completed = runner._executor.wait_until_complete(arn, case.execution_timeout + RESULT_MARGIN_SECONDS)
         if not completed:
             raise TimeoutError(f"{case.name}: reference execution did not complete")
         # Read the store directly: the full op list, also for STOPPED runs.
@@ -171,9 +159,7 @@ def main(argv: list[str]) -> int:
             flush=True,
         )
     total = time.monotonic() - started
-    print(
-        f"{len(selected)} cases, {len(mismatches)} unexpected status, {total:.1f}s total"
-    )
+    print(f"{len(selected)} cases, {len(mismatches)} unexpected status, {total:.1f}s total")
     if mismatches:
         print("unexpected:", ", ".join(mismatches))
         return 1
