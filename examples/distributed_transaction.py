@@ -9,6 +9,10 @@ Demonstrates a saga over three services, each call a checkpointed step:
 - A declined card (a permanent failure) takes the compensation path: the
   reservation is released. A failed shipment refunds the charge and then
   releases the reservation, undoing the steps in reverse order.
+- A charge interrupted mid-call (worker killed, invocation timed out) fails
+  with StepInterruptedError: the card may or may not have been charged. The
+  payment service knows by the order's key, so the charge is refunded if it
+  happened, then the reservation released.
 
 Input (all optional): ``order_id``, ``items`` ([{sku, quantity}]),
 ``shipping_address``, ``card_declined``, ``faults``, ``max_attempts``,
@@ -29,12 +33,14 @@ from aws_durable_execution_sdk_python import (
 )
 
 from examples.inputs import as_event, card_token, key_field, known_items, text_field
-from examples.policies import money_step, retrying_step
+from examples.policies import (
+    COMPENSATION_ATTEMPTS,
+    compensation_step,
+    money_step,
+    retrying_step,
+    was_interrupted,
+)
 from examples.services import Faults, Inventory, Payments, Shipping, price_items
-
-# Compensations must finish: by default they get more attempts than the forward
-# steps (an explicit max_attempts in the input applies to them too).
-COMPENSATION_ATTEMPTS = 8
 
 
 @dataclass(frozen=True)
@@ -85,6 +91,17 @@ def refund_payment(step: StepContext, order: Order, charge: dict[str, Any]) -> d
     return Payments(order.faults).refund(order.order_id, charge["charge_id"], charge["amount_cents"])
 
 
+@durable_step
+def refund_interrupted_charge(step: StepContext, order: Order) -> dict[str, Any]:
+    """Refund the charge an interrupted step may have made; nothing if it made none."""
+    payments = Payments(order.faults)
+    charge = payments.charge_for(order.order_id)
+    if charge is None:
+        return {"refunded": None}
+    payments.refund(order.order_id, charge["charge_id"], charge["amount_cents"])
+    return {"refunded": charge["charge_id"]}
+
+
 @durable_execution
 def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, Any]:
     """Run the saga; returns what happened, including any compensation."""
@@ -96,6 +113,11 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
     try:
         charge = context.step(charge_payment(order), name="charge-payment", config=money_step(event))
     except StepError as error:
+        if was_interrupted(error):
+            refund = refund_interrupted_charge(order)
+            context.step(refund, name="refund-interrupted-charge", config=compensation_step(event))
+            undone = compensate(context, event, order, error, "charge-payment", reservation)
+            return {**undone, "compensations": ["refund-interrupted-charge", *undone["compensations"]]}
         return compensate(context, event, order, error, "charge-payment", reservation)
     try:
         shipment = context.step(create_shipment(order), name="create-shipment", config=retrying_step(event))

@@ -9,6 +9,14 @@ Demonstrates:
   once the goods are allocated; an out-of-stock allocation voids the hold.
 - Fulfilment grouped in a child context (pack, capture, ship, confirm), shown
   as one collapsible block on the timeline.
+- Compensation after an interruption. Authorize and capture run at most once
+  (``policies.money_step``); if a worker dies or an invocation times out in
+  the middle of one, the step fails with StepInterruptedError and nobody
+  knows from the checkpoint whether the card was touched. The payment
+  service knows, by the order's idempotency key: an interrupted
+  authorization is voided if it happened, an interrupted capture refunded if
+  it happened (else the authorization is voided), and the order ends
+  ``payment_interrupted`` instead of being charged twice or left on hold.
 
 Input (all optional): ``order_id``, ``customer_email``, ``items``
 ([{sku, quantity}]; "sku-discontinued" is never in stock),
@@ -32,7 +40,7 @@ from aws_durable_execution_sdk_python import (
 )
 
 from examples.inputs import DEFAULT_ITEMS, as_event, card_token, key_field, text_field
-from examples.policies import money_step, retrying_step
+from examples.policies import compensation_step, money_step, retrying_step, was_interrupted
 from examples.services import (
     CATALOGUE,
     Email,
@@ -141,6 +149,31 @@ def capture_payment(step: StepContext, order: Order, authorization: dict[str, An
 
 
 @durable_step
+def void_interrupted_authorization(step: StepContext, order: Order) -> dict[str, Any]:
+    """Void the authorization an interrupted step may have made; nothing if it made none."""
+    payments = Payments(order.faults)
+    authorization = payments.authorization_for(order.order_id)
+    if authorization is None:
+        return {"voided": None, "refunded": None}
+    voided = payments.void(order.order_id, authorization["authorization_id"])
+    return {"voided": voided["authorization_id"], "refunded": None}
+
+
+@durable_step
+def undo_interrupted_capture(
+    step: StepContext, order: Order, authorization: dict[str, Any]
+) -> dict[str, Any]:
+    """Refund the capture an interrupted step made; if it made none, void the authorization."""
+    payments = Payments(order.faults)
+    capture = payments.capture_for(order.order_id)
+    if capture is None:
+        voided = payments.void(order.order_id, authorization["authorization_id"])
+        return {"voided": voided["authorization_id"], "refunded": None}
+    payments.refund(order.order_id, capture["capture_id"], capture["amount_cents"])
+    return {"voided": None, "refunded": capture["capture_id"]}
+
+
+@durable_step
 def ship_order(step: StepContext, order: Order) -> dict[str, Any]:
     return Shipping(order.faults).create_shipment(order.order_id, order.address, order.items)
 
@@ -157,9 +190,16 @@ def fulfil(
 ) -> dict[str, Any]:
     """Pack, capture, ship and confirm: the tail of the order as one block."""
     package = context.step(pack_order(order), name="pack-order", config=retrying_step(event))
-    capture = context.step(
-        capture_payment(order, authorization), name="capture-payment", config=money_step(event)
-    )
+    try:
+        capture = context.step(
+            capture_payment(order, authorization), name="capture-payment", config=money_step(event)
+        )
+    except StepError as error:
+        if not was_interrupted(error):
+            raise
+        undo = undo_interrupted_capture(order, authorization)
+        undone = context.step(undo, name="undo-interrupted-capture", config=compensation_step(event))
+        return {"status": "payment_interrupted", "failed_step": "capture-payment", **undone}
     shipment = context.step(ship_order(order), name="create-shipment", config=retrying_step(event))
     context.step(
         send_confirmation(order, shipment["tracking_number"]),
@@ -167,6 +207,7 @@ def fulfil(
         config=retrying_step(event),
     )
     return {
+        "status": "fulfilled",
         "package_id": package["package_id"],
         "capture_id": capture["capture_id"],
         "shipment_id": shipment["shipment_id"],
@@ -191,6 +232,8 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
         authorize = authorize_payment(order)
         authorization = context.step(authorize, name="authorize-payment", config=money_step(event))
     except StepError as error:
+        if was_interrupted(error):
+            return authorization_interrupted(context, event, order)
         return {"status": "payment_declined", "order_id": order.order_id, "reason": error.message}
     try:
         allocate = allocate_inventory(order)
@@ -199,6 +242,8 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
         return out_of_stock(context, event, order, authorization, error)
     fulfilment = fulfil(event, order, authorization)
     shipment = context.run_in_child_context(fulfilment, name="fulfil-order")
+    if shipment["status"] != "fulfilled":
+        return {"status": shipment["status"], "order_id": order.order_id, **shipment}
     return {
         "status": "fulfilled",
         "order_id": order.order_id,
@@ -207,6 +252,18 @@ def handler(event: dict[str, Any] | None, context: DurableContext) -> dict[str, 
         "allocation_id": allocation["allocation_id"],
         **shipment,
     }
+
+
+def authorization_interrupted(context: DurableContext, event: dict[str, Any], order: Order) -> dict[str, Any]:
+    """The authorization may or may not have happened: void it if it did."""
+    void = void_interrupted_authorization(order)
+    undone = context.step(void, name="void-interrupted-authorization", config=compensation_step(event))
+    outcome = {
+        "status": "payment_interrupted",
+        "order_id": order.order_id,
+        "failed_step": "authorize-payment",
+    }
+    return {**outcome, **undone}
 
 
 def out_of_stock(

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from aws_durable_execution_sdk_python import StepError
 from aws_durable_execution_sdk_python.config import (
     Duration,
     JitterStrategy,
@@ -77,3 +78,31 @@ def money_step(event: Mapping[str, Any], *, default_attempts: int = 4, default_d
         retry_strategy=transient_retry(event, default_attempts=default_attempts, default_delay=default_delay),
         step_semantics=StepSemantics.AT_MOST_ONCE_PER_RETRY,
     )
+
+
+# Compensations must finish: by default they get more attempts than the forward
+# steps (an explicit max_attempts in the input applies to them too).
+COMPENSATION_ATTEMPTS = 8
+
+
+def compensation_step(event: Mapping[str, Any]) -> StepConfig:
+    """A step that undoes a payment through an idempotent call (void, refund).
+
+    At least once, unlike the money steps: the call is safe to repeat, and a
+    compensation that a dead worker interrupted must run again, not give up.
+    """
+    return retrying_step(event, default_attempts=COMPENSATION_ATTEMPTS)
+
+
+INTERRUPTED_ERROR_TYPE = "StepInterruptedError"
+
+
+def was_interrupted(error: StepError) -> bool:
+    """Whether an AT_MOST_ONCE step failed because an attempt was interrupted mid-body.
+
+    Its worker died or its invocation timed out after the START checkpoint: the
+    call may or may not have taken effect, so the workflow must ask the service
+    (by the idempotency key) and undo what happened. The checkpointed type is
+    the SDK's fully qualified class name.
+    """
+    return (error.error_type or "").rsplit(".", 1)[-1] == INTERRUPTED_ERROR_TYPE

@@ -49,7 +49,8 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
         durable=True,
         description=(
             "Validate outside any step (deterministic reject path), authorize payment, "
-            "allocate inventory, fulfil in a child context."
+            "allocate inventory, fulfil in a child context; an interrupted authorization is "
+            "voided, an interrupted capture refunded."
         ),
         execution_timeout=15 * 60,
     ),

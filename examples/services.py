@@ -12,7 +12,10 @@ Fault injection is driven by the execution input::
 
 An integer ``n`` makes the first ``n`` attempts at that fault point raise
 :class:`TransientServiceError` (the step retries); ``"fail"`` makes every
-attempt raise :class:`PermanentServiceError` (no retry, failure path).
+attempt raise :class:`PermanentServiceError` (no retry, failure path);
+``"interrupt"`` lets the first attempt take effect (its ledger row is written)
+and then ends the invocation before the step's result is checkpointed, as
+when the worker is killed mid-step (:class:`SimulatedWorkerLoss`).
 Attempts are counted from ledger rows keyed by the business key, not in
 memory, so the count survives replays, retries and worker restarts. (Reusing
 a business key in a new execution therefore continues its old count; the
@@ -26,9 +29,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from aws_durable_execution_sdk_python.exceptions import RetryableSerDesError
+
 from examples.ledger import add_attempt, data, disabled_fault_points, record
 
 PERMANENT_FAULT = "fail"
+INTERRUPT_FAULT = "interrupt"
 
 # Every place a fault can be injected, by "<service>.<operation>".
 FAULT_POINTS: tuple[str, ...] = (
@@ -96,6 +102,17 @@ class OutOfStockError(PermanentServiceError):
     """A requested item cannot be supplied."""
 
 
+class SimulatedWorkerLoss(RetryableSerDesError):
+    """The invocation ends after a call took effect and before its step was checkpointed.
+
+    What a killed worker or a timed-out invocation does to a step, reproduced in
+    any runner (a real kill needs a process to kill). The SDK lets exactly this
+    error family leave a step body without checkpointing the step: the
+    invocation fails and is retried, and an AT_MOST_ONCE step, whose START is
+    already checkpointed, replays as interrupted (``StepInterruptedError``).
+    """
+
+
 # --- ids -----------------------------------------------------------------------
 
 
@@ -136,8 +153,8 @@ class Faults:
         """
         attempt = add_attempt(point, key)
         planned = self.plan.get(point, 0)
-        if planned and point in disabled_fault_points():
-            return attempt  # switched off by an operator: the outage is over
+        if planned == INTERRUPT_FAULT or (planned and point in disabled_fault_points()):
+            return attempt  # interrupted after the effect (see interrupt_after), or switched off
         if planned == PERMANENT_FAULT:
             raise PermanentServiceError(f"{point} failed for {key} (injected permanent fault)")
         if isinstance(planned, int) and attempt <= planned:
@@ -146,14 +163,26 @@ class Faults:
             )
         return attempt
 
+    def interrupt_after(self, point: str, key: str, attempt: int) -> None:
+        """End the invocation now if ``point`` is planned to be interrupted on this attempt.
+
+        Called after the call's effect is in the ledger: the effect happened, and
+        whoever runs the step next cannot tell from the step's checkpoint.
+        """
+        if self.plan.get(point) != INTERRUPT_FAULT or attempt != 1:
+            return
+        if point in disabled_fault_points():
+            return
+        raise SimulatedWorkerLoss(f"{point} for {key}: worker lost after the call took effect (injected)")
+
 
 def _validate_fault(point: object, planned: object) -> None:
     if point not in FAULT_POINTS:
         raise ValueError(f"unknown fault point {point!r}; known: {', '.join(FAULT_POINTS)}")
-    if planned == PERMANENT_FAULT:
+    if planned in (PERMANENT_FAULT, INTERRUPT_FAULT):
         return
     if isinstance(planned, bool) or not isinstance(planned, int) or planned < 0:
-        raise ValueError(f"fault {point}: expected a count >= 0 or {PERMANENT_FAULT!r}")
+        raise ValueError(f"fault {point}: expected a count >= 0, {PERMANENT_FAULT!r} or {INTERRUPT_FAULT!r}")
 
 
 NO_FAULTS = Faults()
@@ -166,12 +195,18 @@ class SimulatedService:
 
     def __init__(self, faults: Faults = NO_FAULTS) -> None:
         self.faults = faults
+        self._current: tuple[str, str, int] | None = None  # (point, key, attempt) of the call
 
     def _call(self, operation: str, key: str) -> int:
-        return self.faults.check(f"{self.name}.{operation}", key)
+        point = f"{self.name}.{operation}"
+        attempt = self.faults.check(point, key)
+        self._current = (point, key, attempt)
+        return attempt
 
     def _record(self, action: str, key: str, **data: Any) -> None:
         record(self.name, action, key, **data)
+        if self._current is not None:
+            self.faults.interrupt_after(*self._current)
 
 
 # --- commerce ------------------------------------------------------------------
@@ -207,6 +242,15 @@ class Inventory(SimulatedService):
 
 
 class Payments(SimulatedService):
+    """Charges, authorizations, captures and their reversals, keyed by an idempotency key.
+
+    Like a real payment provider, it can say whether a call happened for a key
+    (``charge_for``, ``authorization_for``, ``capture_for``), which is what a
+    workflow needs after a step was interrupted mid-call: the step's checkpoint
+    cannot tell, the provider can. Reversals (``void``, ``refund``) are
+    idempotent: repeating one returns the first result and moves no money.
+    """
+
     name = "payment"
 
     def _refuse_declined(self, card: str) -> None:
@@ -223,8 +267,10 @@ class Payments(SimulatedService):
     def refund(self, key: str, charge_id: str, amount_cents: int) -> dict[str, Any]:
         self._call("refund", key)
         refund_id = short_id("re", key, charge_id)
-        self._record("refund", key, charge_id=charge_id, refund_id=refund_id, amount_cents=amount_cents)
-        return {"refund_id": refund_id, "amount_cents": amount_cents}
+        done = {"refund_id": refund_id, "amount_cents": amount_cents}
+        if not any(entry["refund_id"] == refund_id for entry in data(self.name, "refund", key)):
+            self._record("refund", key, charge_id=charge_id, refund_id=refund_id, amount_cents=amount_cents)
+        return done
 
     def authorize(self, key: str, amount_cents: int, card: str) -> dict[str, Any]:
         attempt = self._call("authorize", key)
@@ -240,13 +286,33 @@ class Payments(SimulatedService):
     def capture(self, key: str, authorization_id: str, amount_cents: int) -> dict[str, Any]:
         self._call("capture", key)
         capture_id = short_id("cap", key)
-        self._record("capture", key, authorization_id=authorization_id, amount_cents=amount_cents)
+        ids = {"capture_id": capture_id, "authorization_id": authorization_id}
+        self._record("capture", key, **ids, amount_cents=amount_cents)
         return {"capture_id": capture_id, "amount_cents": amount_cents}
 
     def void(self, key: str, authorization_id: str) -> dict[str, Any]:
         self._call("void", key)
-        self._record("void", key, authorization_id=authorization_id)
+        if not any(entry["authorization_id"] == authorization_id for entry in data(self.name, "void", key)):
+            self._record("void", key, authorization_id=authorization_id)
         return {"authorization_id": authorization_id, "voided": True}
+
+    # --- what happened for a key (no fault point: a read) ---------------------------
+
+    def charge_for(self, key: str) -> dict[str, Any] | None:
+        """The charge made for ``key``, if any."""
+        return _first(data(self.name, "charge", key))
+
+    def authorization_for(self, key: str) -> dict[str, Any] | None:
+        """The authorization made for ``key``, if any."""
+        return _first(data(self.name, "authorize", key))
+
+    def capture_for(self, key: str) -> dict[str, Any] | None:
+        """The capture made for ``key``, if any."""
+        return _first(data(self.name, "capture", key))
+
+
+def _first(entries: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return entries[0] if entries else None
 
 
 class Shipping(SimulatedService):

@@ -496,6 +496,8 @@ class BulkJob(models.Model):
     action = models.CharField(max_length=16, choices=ACTIONS)
     status = models.CharField(max_length=16, choices=BulkJobStatus.choices, default=BulkJobStatus.PENDING)
     reason = models.TextField(blank=True, default="")
+    # Redrive only: whether interrupted operations (which may have run) run again.
+    rerun_interrupted = models.BooleanField(default=False)
     scope = models.CharField(max_length=16, help_text="selection or filter")
     query = models.TextField(blank=True, default="", help_text="The list filter, as a query string")
     target_ids = models.JSONField(default=list)

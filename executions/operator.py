@@ -52,11 +52,25 @@ def resume(actor: Actor, arn: str, reason: str = "") -> None:
         audit.record(actor, "execution.resume", arn, reason=reason)
 
 
-def redrive(actor: Actor, arn: str, reason: str = "") -> Execution:
+def redrive(
+    actor: Actor, arn: str, reason: str = "", *, rerun_interrupted: bool = False
+) -> services.Redriven:
+    """Redrive; the audit entry keeps the operator's choice about interrupted operations.
+
+    ``interrupted`` names the operations that may have taken effect already;
+    ``rerun_interrupted`` says whether the operator accepted running them again.
+    """
     with transaction.atomic():
-        execution = services.execution_redrive(arn)
-        audit.record(actor, "execution.redrive", arn, reason=reason)
-        return execution
+        redriven = services.execution_redrive_planned(arn, rerun_interrupted=rerun_interrupted)
+        audit.record(
+            actor,
+            "execution.redrive",
+            arn,
+            reason=reason,
+            rerun_interrupted=rerun_interrupted,
+            interrupted=[op.name or op.operation_id for op in redriven.plan.interrupted],
+        )
+        return redriven
 
 
 def rerun(actor: Actor, arn: str, input_payload: str | None = None) -> Execution:

@@ -124,6 +124,34 @@ def test_redrive_preview_then_redrive_after_switching_the_fault_off(cast: Cast, 
     assert b"switch" in client.get("/faults/").content
 
 
+def test_redrive_form_keeps_interrupted_steps_failed_unless_the_box_is_ticked(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    payload = {"booking_id": "rd-i", "faults": {"payment.charge": "interrupt"}}
+    failed = finished(driver, start("booking", payload))
+    assert failed.status == "FAILED"
+    client = cast.client("operator")
+    page = client.get(f"/executions/{failed.pk}/redrive/").content.decode()
+    interrupted = page.split('data-testid="redrive-interrupted">')[1].split("</ul>")[0]
+    replayed = page.split('data-testid="redrive-replayed">')[1].split("</ul>")[0]
+    assert "take-deposit" in interrupted and "take-deposit" not in replayed
+    assert 'name="rerun_interrupted"' in page
+
+    assert client.post(f"/executions/{failed.pk}/redrive/", {"reason": "worker died"}).status_code == 302
+    assert finished(driver, failed).status == "FAILED"  # the handler got StepInterruptedError again
+    assert ledger.count("payment", "charge", "rd-i") == 1
+    accepted = {"reason": "checked with the bank", "rerun_interrupted": "on"}
+    assert client.post(f"/executions/{failed.pk}/redrive/", accepted).status_code == 302
+    assert finished(driver, failed).status == "SUCCEEDED"
+    assert ledger.count("payment", "charge", "rd-i") == 2
+    choices = AuditEntry.objects.filter(action="execution.redrive").order_by("id")
+    assert [(e.channel, e.details["rerun_interrupted"]) for e in choices] == [
+        ("console", False),
+        ("console", True),
+    ]
+    assert all(e.details["interrupted"] == ["take-deposit"] for e in choices)
+
+
 def test_redrive_page_of_a_running_execution_offers_nothing(cast: Cast, driver: EngineDriver) -> None:
     execution, _ = waiting_for_decision(driver)
     page = cast.client("operator").get(f"/executions/{execution.pk}/redrive/")

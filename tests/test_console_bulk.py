@@ -134,6 +134,39 @@ def test_bulk_redrive_by_status_filter(cast: Cast, driver: EngineDriver) -> None
     assert all(finished(driver, e).status == "SUCCEEDED" for e in failed)
 
 
+def test_bulk_redrive_names_interrupted_steps_and_runs_them_again_only_if_accepted(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    payload = {"faults": {"payment.charge": "interrupt"}}
+    failed = [finished(driver, start("booking", {"booking_id": f"bi-{n}", **payload})) for n in range(2)]
+    ids = [str(e.pk) for e in failed]
+    client = cast.client("operator")
+    confirm = client.post("/executions/bulk/", {"action": "redrive", "scope": "selection", "ids": ids})
+    warning = confirm.content.decode().split('data-testid="bulk-interrupted">')[1].split("</section>")[0]
+    assert "2 of these executions have interrupted operations" in warning
+    assert warning.count("take-deposit") == 2 and 'name="rerun_interrupted"' in warning
+
+    form = {"action": "redrive", "scope": "selection", "confirmed": "on", "reason": "charges checked"}
+    client.post("/executions/bulk/", {**form, "ids": ids[:1]})
+    kept_job = wait_for_job(BulkJob.objects.get().pk)
+    client.post("/executions/bulk/", {**form, "ids": ids[1:], "rerun_interrupted": "on"})
+    accepted_job = wait_for_job(BulkJob.objects.exclude(pk=kept_job.pk).get().pk)
+    assert (kept_job.rerun_interrupted, accepted_job.rerun_interrupted) == (False, True)
+    assert kept_job.succeeded == accepted_job.succeeded == 1
+    assert [finished(driver, e).status for e in failed] == ["FAILED", "SUCCEEDED"]
+    assert [ledger.count("payment", "charge", f"bi-{n}") for n in range(2)] == [1, 2]
+    redrives = AuditEntry.objects.filter(action__in=("bulk.redrive", "execution.redrive")).order_by("id")
+    assert [(e.action, e.details["rerun_interrupted"]) for e in redrives] == [
+        ("bulk.redrive", False),
+        ("execution.redrive", False),
+        ("bulk.redrive", True),
+        ("execution.redrive", True),
+    ]
+    assert (
+        b"<strong>run again</strong> (accepted)" in client.get(f"/executions/bulk/{accepted_job.pk}/").content
+    )
+
+
 def test_nothing_to_do_says_so(cast: Cast, driver: EngineDriver) -> None:
     finished(driver, start("order-processing", {"order_id": "b-3"}))
     response = cast.client("operator").post(

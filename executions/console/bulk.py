@@ -66,11 +66,24 @@ def filter_target_ids(filters: Any, action: str, limit: int) -> list[int]:
 
 
 def bulk_job_create(
-    actor: Actor, *, action: str, scope: str, target_ids: list[int], query: str = "", reason: str = ""
+    actor: Actor,
+    *,
+    action: str,
+    scope: str,
+    target_ids: list[int],
+    query: str = "",
+    reason: str = "",
+    rerun_interrupted: bool = False,
 ) -> BulkJob:
-    """Record the job (audited) and start it after commit."""
+    """Record the job (audited) and start it after commit.
+
+    ``rerun_interrupted`` (redrive only) is the operator's choice for every target:
+    whether interrupted operations, which may have taken effect, run again.
+    """
     if action not in ELIGIBLE:
         raise ValueError(f"unknown bulk action {action!r}")
+    if rerun_interrupted and action != "redrive":
+        raise ValueError("rerun_interrupted applies to a bulk redrive only")
     targets = list(dict.fromkeys(int(pk) for pk in target_ids))[: settings.DURABLE_BULK_MAX_EXECUTIONS]
     with transaction.atomic():
         job = BulkJob.objects.create(
@@ -78,6 +91,7 @@ def bulk_job_create(
             scope=scope,
             query=query,
             reason=reason,
+            rerun_interrupted=rerun_interrupted,
             target_ids=targets,
             total=len(targets),
             created_by=actor.user,
@@ -92,6 +106,7 @@ def bulk_job_create(
             count=len(targets),
             query=query,
             reason=reason,
+            **({"rerun_interrupted": rerun_interrupted} if action == "redrive" else {}),
         )
         transaction.on_commit(partial(bulk_job_dispatch, job.pk))
     return job
@@ -125,7 +140,7 @@ def bulk_job_run(job_id: int) -> BulkJob | None:
         act = _ACTIONS[job.action]
         actor = Actor(AuditChannel.CONSOLE, job.created_by_name or "console", job.created_by)
         for index, (pk, execution) in enumerate(_remaining_targets(job), start=1):
-            outcome, message = act(actor, execution, job.reason)
+            outcome, message = act(actor, execution, job)
             _count(job, pk, execution, outcome, message)
             if index % PROGRESS_EVERY == 0:
                 _save_progress(job)
@@ -184,20 +199,24 @@ def _guarded(action: Callable[[], object]) -> Outcome:
     return "succeeded", ""
 
 
-def _stop(actor: Actor, execution: Execution | None, reason: str) -> Outcome:
+def _stop(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
     if execution is None:
         return "skipped", "execution was deleted"
     if execution.status not in ELIGIBLE["stop"]:
         return "skipped", f"already {execution.status}"
-    return _guarded(lambda: operator.stop(actor, execution.arn, reason))
+    return _guarded(lambda: operator.stop(actor, execution.arn, job.reason))
 
 
-def _redrive(actor: Actor, execution: Execution | None, reason: str) -> Outcome:
+def _redrive(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
     if execution is None:
         return "skipped", "execution was deleted"
     if execution.status not in ELIGIBLE["redrive"]:
         return "skipped", f"{execution.status}: only FAILED or TIMED_OUT executions can be redriven"
-    return _guarded(lambda: operator.redrive(actor, execution.arn, reason))
+    accept = job.rerun_interrupted
+    return _guarded(lambda: operator.redrive(actor, execution.arn, job.reason, rerun_interrupted=accept))
 
 
-_ACTIONS: dict[str, Callable[[Actor, Execution | None, str], Outcome]] = {"stop": _stop, "redrive": _redrive}
+_ACTIONS: dict[str, Callable[[Actor, Execution | None, BulkJob], Outcome]] = {
+    "stop": _stop,
+    "redrive": _redrive,
+}

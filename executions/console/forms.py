@@ -58,6 +58,17 @@ class ReasonForm(forms.Form):
     )
 
 
+class RedriveForm(ReasonForm):
+    """Redrive: a reason, and whether interrupted operations may run again (audited)."""
+
+    rerun_interrupted = forms.BooleanField(
+        required=False,
+        label="Also run the interrupted operations again",
+        help_text="They may have taken effect already (a card charged): running them again can repeat it. "
+        "Unticked, they stay failed and the handler's own error path decides.",
+    )
+
+
 class OptionalReasonForm(forms.Form):
     reason = forms.CharField(max_length=500, required=False)
 
@@ -243,6 +254,7 @@ class BulkForm(forms.Form):
     ids = forms.TypedMultipleChoiceField(coerce=int, required=False)
     query = forms.CharField(required=False)
     reason = forms.CharField(max_length=500, required=False)
+    rerun_interrupted = forms.BooleanField(required=False)
     confirmed = forms.BooleanField(required=False)
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

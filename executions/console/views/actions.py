@@ -25,6 +25,7 @@ from executions.console.forms import (
     CallbackSucceedForm,
     OptionalReasonForm,
     ReasonForm,
+    RedriveForm,
     RerunForm,
 )
 from executions.console.htmx import HtmxHttpRequest
@@ -77,10 +78,11 @@ def execution_stop(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require(VIEW_EXECUTION, OPERATE_EXECUTION)
 def execution_redrive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     execution = execution_get_for_user(request.user, pk, operate=True)
-    form = ReasonForm(request.POST or None)
+    form = RedriveForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         note = "Redriven: the handler replays from its last good checkpoint."
-        if _performed(request, form, note, operator.redrive, execution.arn, form.cleaned_data["reason"]):
+        reason, accept = form.cleaned_data["reason"], form.cleaned_data["rerun_interrupted"]
+        if _performed(request, form, note, operator.redrive, execution.arn, reason, rerun_interrupted=accept):
             return redirect("console:execution-detail", pk=execution.pk)
     preview = services.redrive_preview(execution) if execution.status in services.REDRIVABLE else None
     return _action_page(request, execution, "redrive", form, preview=preview)

@@ -8,6 +8,7 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from executions import console_queries as cq
+from executions import services
 from executions.audit import Actor
 from executions.console import bulk
 from executions.console.forms import BulkForm
@@ -18,7 +19,7 @@ from executions.console.permissions import (
     bulk_job_get_for_user,
     require,
 )
-from executions.models import Execution
+from executions.models import Execution, Operation
 
 SAMPLE = 10
 
@@ -32,19 +33,33 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
         return render(request, "executions/bulk_confirm.html", {"form": form, "targets": []}, status=400)
     data = form.cleaned_data
     targets = _targets(data)
+    redrive = data["action"] == "redrive"
     if data["confirmed"] and targets and data["reason"]:
         fields = {key: data[key] for key in ("action", "scope", "query", "reason")}
-        job = bulk.bulk_job_create(Actor.console(request.user), target_ids=targets, **fields)
+        accept = bool(data["rerun_interrupted"]) and redrive
+        job = bulk.bulk_job_create(
+            Actor.console(request.user), target_ids=targets, rerun_interrupted=accept, **fields
+        )
         return redirect("console:bulk-job", pk=job.pk)
     if data["confirmed"] and targets:
         form.add_error("reason", "Say why: the reason is kept in the audit log.")
+    interrupted = services.redrive_interrupted_operations(targets) if redrive else {}
     context = {
         "form": form,
         "targets": targets,
         "sample": Execution.objects.filter(pk__in=targets[:SAMPLE]).select_related("function"),
         "limit": settings.DURABLE_BULK_MAX_EXECUTIONS,
+        "interrupted_count": len(interrupted),
+        "interrupted_sample": _interrupted_sample(interrupted),
     }
     return render(request, "executions/bulk_confirm.html", context, status=400 if form.errors else 200)
+
+
+def _interrupted_sample(interrupted: dict[int, list[Operation]]) -> list[tuple[Execution, list[Operation]]]:
+    """The first few targets with interrupted operations, for the confirmation page to name."""
+    shown = sorted(interrupted)[:SAMPLE]
+    executions = Execution.objects.select_related("function").in_bulk(shown)
+    return [(executions[pk], interrupted[pk]) for pk in shown if pk in executions]
 
 
 def _targets(data: dict[str, object]) -> list[int]:

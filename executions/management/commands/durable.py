@@ -23,7 +23,7 @@ from executions import access_keys, operator, selectors, services
 from executions.audit import Actor
 from executions.errors import ServiceError
 from executions.functions import parse_environment_lines
-from executions.models import Execution, Function
+from executions.models import Execution, Function, Operation
 
 Handler = Callable[[argparse.Namespace], Any]
 
@@ -97,6 +97,13 @@ class Command(BaseCommand):
             "redrive", help="Run a FAILED/TIMED_OUT execution again from its last good checkpoint"
         )
         redrive.add_argument("arn")
+        redrive.add_argument("--reason", default="")
+        redrive.add_argument(
+            "--rerun-interrupted",
+            action="store_true",
+            help="Also run again the interrupted AT_MOST_ONCE steps and lost plain calls, which may "
+            "have taken effect already (without it they stay failed and the handler decides)",
+        )
         redrive.set_defaults(run=self.redrive)
         rerun = sub.add_parser("rerun", help="Start a new execution with the same (or another) input")
         rerun.add_argument("arn")
@@ -246,10 +253,17 @@ class Command(BaseCommand):
         self.stdout.write(f"stopped at {stopped_at.isoformat()}")
 
     def redrive(self, options: argparse.Namespace) -> None:
-        preview = services.redrive_preview(selectors.execution_get(options.arn))
-        operator.redrive(Actor.cli(), options.arn)
-        names = ", ".join(op.name or op.operation_id[:12] for op in preview.rerun) or "none"
-        self.stdout.write(f"redriven; operations that run again: {names}; replayed: {len(preview.replayed)}")
+        accept = options.rerun_interrupted
+        plan = operator.redrive(Actor.cli(), options.arn, options.reason, rerun_interrupted=accept).plan
+        self.stdout.write(f"redriven; operations that run again: {_op_names(plan.rerun)}")
+        self.stdout.write(f"replayed from checkpoints: {len(plan.replayed)}; left open: {len(plan.resumed)}")
+        if plan.interrupted and accept:
+            self.stdout.write(f"interrupted, run again as accepted: {_op_names(plan.interrupted)}")
+        elif plan.interrupted:
+            self.stdout.write(
+                f"interrupted, may have run, kept failed: {_op_names(plan.interrupted)} "
+                "(the handler gets the same error; --rerun-interrupted runs them again)"
+            )
 
     def rerun(self, options: argparse.Namespace) -> None:
         self.stdout.write(operator.rerun(Actor.cli(), options.arn, options.input).arn)
@@ -318,6 +332,10 @@ class Command(BaseCommand):
     def keys_revoke(self, options: argparse.Namespace) -> None:
         key = access_keys.key_revoke(options.access_key_id)
         self.stdout.write(f"{key.access_key_id} revoked at {key.revoked_at.isoformat()}")
+
+
+def _op_names(ops: list[Operation]) -> str:
+    return ", ".join(op.name or op.operation_id[:12] for op in ops) or "none"
 
 
 def _environment(options: argparse.Namespace) -> dict[str, str] | None:
