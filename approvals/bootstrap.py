@@ -31,5 +31,5 @@ def ensure_demo_reviewer() -> Iterator[str]:
             "Created the demo reviewer (approvals inbox at /approvals/). "
             f"Login: {REVIEWER_USERNAME} / {password}"
         )
-    elif password_file.exists():
-        yield f"Demo reviewer login: {REVIEWER_USERNAME} / {password_file.read_text().strip()}"
+    elif password_file.exists():  # the password was printed when it was made, and only then
+        yield f"Demo reviewer login: {REVIEWER_USERNAME} (password in {password_file})"

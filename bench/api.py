@@ -47,6 +47,7 @@ def main() -> None:
             DATABASE_URL=pg.url,
             DJANGO_SETTINGS_MODULE="durable_console.settings",
             DURABLE_VAR_DIR=str(Path(pg.data_dir).parent / "var"),
+            DURABLE_HANDLER_MODULES="bench",  # the benchmark's handlers: bench.handlers
         )
         for name in ("CELERY_BROKER_URL", "REDIS_URL"):  # embedded mode
             os.environ.pop(name, None)

@@ -49,6 +49,7 @@ def main() -> None:
             REDIS_URL=redis.url,
             DJANGO_SETTINGS_MODULE="durable_console.settings",
             DURABLE_VAR_DIR=str(Path(pg.data_dir).parent / "var"),
+            DURABLE_HANDLER_MODULES="bench",  # the benchmark's handlers: bench.handlers
         )
         import django
 

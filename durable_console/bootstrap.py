@@ -55,7 +55,8 @@ def _ensure_admin() -> Iterator[str]:
         password_file.chmod(0o600)
         yield f"Created the admin account. Login: {ADMIN_USERNAME} / {password}"
     elif password_file.exists():
-        yield f"Login: {ADMIN_USERNAME} / {password_file.read_text().strip()}"
+        # Printed only when created: terminal scrollback and CI logs keep what is printed.
+        yield f"Login: {ADMIN_USERNAME} (password in {password_file})"
     else:
         yield f"Login: {ADMIN_USERNAME} (password set earlier; `manage.py changepassword admin` resets it)"
 
@@ -70,13 +71,20 @@ def _ensure_dev_key() -> Iterator[str]:
     usable = AccessKey.objects.filter(
         access_key_id=stored.get("AccessKeyId", ""), revoked_at__isnull=True
     ).exists()
-    if not usable:  # first run, a fresh database, or the key was revoked
-        stored = access_keys.key_create(description="development key (make run)").as_json()
-        key_file.write_text(json.dumps(stored, indent=2) + "\n")
-        key_file.chmod(0o600)
-        yield f"Created a development API key (kept in {key_file})."
+    port = os.environ.get("PORT", "8000")
+    if usable:  # the secret was printed when the key was made; say where it is kept
+        yield (
+            f"Lambda API: development key {stored['AccessKeyId']} (secret in {key_file}); "
+            f"endpoint http://127.0.0.1:{port}"
+        )
+        return
+    # First run, a fresh database, or the key was revoked. The deployment's admin key: no owner.
+    stored = access_keys.key_create(description="development key (make run)").as_json()
+    key_file.write_text(json.dumps(stored, indent=2) + "\n")
+    key_file.chmod(0o600)
+    yield f"Created a development API key (kept in {key_file})."
     yield (
         "Lambda API: AWS_ACCESS_KEY_ID={AccessKeyId} AWS_SECRET_ACCESS_KEY={SecretAccessKey} "
         "AWS_DEFAULT_REGION={region} aws lambda list-functions "
         "--endpoint-url http://127.0.0.1:{port}"
-    ).format(**stored, region=settings.DURABLE_REGION, port=os.environ.get("PORT", "8000"))
+    ).format(**stored, region=settings.DURABLE_REGION, port=port)

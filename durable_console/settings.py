@@ -37,6 +37,11 @@ def env_float(name: str, default: float) -> float:
     return float(value) if value not in (None, "") else default
 
 
+def env_list(name: str) -> list[str]:
+    """A comma-separated variable as a list, blanks dropped."""
+    return [item.strip() for item in os.environ.get(name, "").split(",") if item.strip()]
+
+
 def _secret_key() -> str:
     """The key from the environment, else one generated once and kept in var/."""
     if key := os.environ.get("DJANGO_SECRET_KEY"):
@@ -135,8 +140,26 @@ DURABLE_DB_RETRY_SECONDS = env_float("DURABLE_DB_RETRY_SECONDS", 30.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+
+# --- Security (HTTPS deployments; `manage.py check --deploy` is clean with these set) ---------
+# Off by default so `make run` works over plain http://127.0.0.1. Behind a TLS-terminating
+# proxy set DJANGO_SECURE_PROXY_SSL_HEADER=HTTP_X_FORWARDED_PROTO (and make the proxy set it).
+SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE")
+CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE")
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
+# Load balancers probe health over plain HTTP; a redirect would read as down.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
+SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
+CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS")
+_proxy_header, _, _proxy_value = env_str("DJANGO_SECURE_PROXY_SSL_HEADER").partition("=")
+SECURE_PROXY_SSL_HEADER = (_proxy_header.strip(), _proxy_value.strip() or "https") if _proxy_header else None
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
@@ -151,6 +174,10 @@ STATIC_ROOT = VAR_DIR / "staticfiles"
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
 LOGOUT_REDIRECT_URL = "/accounts/login/"
+# Login throttling (durable_console/login.py, the console's and the admin's login): after this
+# many failed logins for one user name from one address, refuse it for the rest of the window.
+DURABLE_LOGIN_MAX_FAILURES = env_int("DURABLE_LOGIN_MAX_FAILURES", 5)
+DURABLE_LOGIN_LOCKOUT_SECONDS = env_int("DURABLE_LOGIN_LOCKOUT_SECONDS", 15 * 60)
 # Live updates: changes to one execution within this window become one push.
 DURABLE_LIVE_DEBOUNCE_SECONDS = env_float("DURABLE_LIVE_DEBOUNCE_SECONDS", 0.1)
 # Largest number of executions one bulk stop/redrive may act on.
@@ -181,8 +208,24 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
+# The cache holds login-failure counts: in Redis they are shared by every web process; the
+# embedded server is one process, so its own memory will do.
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "durable-console",
+        }
+    }
 
 # --- Durable execution engine ----------------------------------------------------
+# What may be registered (and run) as a handler: the deployment's own code only. Module
+# prefixes: the demos' `examples` plus DURABLE_HANDLER_MODULES (the test harness adds `tests`).
+# Handlers hosted elsewhere (http(s)://) only at DURABLE_REMOTE_HANDLER_ORIGINS
+# (`https://host` any port, `https://host:9000` that port): none unless listed.
+DURABLE_HANDLER_MODULES = ["examples", *env_list("DURABLE_HANDLER_MODULES")]
+DURABLE_REMOTE_HANDLER_ORIGINS = env_list("DURABLE_REMOTE_HANDLER_ORIGINS")
 DURABLE_REGION = env_str("DURABLE_REGION", "us-east-1")
 DURABLE_ACCOUNT_ID = env_str("DURABLE_ACCOUNT_ID", "123456789012")
 # How long a worker owns an execution before the scheduler assumes it died.
@@ -210,8 +253,10 @@ DURABLE_SDK_STOP_POLL_SECONDS = env_float("DURABLE_SDK_STOP_POLL_SECONDS", 0.002
 DURABLE_CALLBACK_KEY = env_str("DURABLE_CALLBACK_KEY", SECRET_KEY)
 
 # --- E-mail (approvals: reviewer notifications, verification links) ------------------------
-# Without EMAIL_HOST (embedded mode) messages are printed by the console backend,
-# so `make run` shows the links; with it they go out over SMTP.
+# With EMAIL_HOST messages go out over SMTP. Without it, embedded mode (no broker: `make run`)
+# prints them, links included, on the console: the demo's user follows them from there.
+# Anywhere else only recipients and subject are logged: the links in the bodies act for
+# their recipients and must not sit in logs.
 EMAIL_HOST = env_str("EMAIL_HOST")
 EMAIL_PORT = env_int("EMAIL_PORT", 587)
 EMAIL_HOST_USER = env_str("EMAIL_HOST_USER")
@@ -219,12 +264,13 @@ EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD")
 EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", True)
 # A slow mail server must not hold a handler's submitter step for long.
 EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10)
-EMAIL_BACKEND = env_str(
-    "EMAIL_BACKEND",
-    "django.core.mail.backends.smtp.EmailBackend"
-    if EMAIL_HOST
-    else "django.core.mail.backends.console.EmailBackend",
-)
+if EMAIL_HOST:
+    _DEFAULT_EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+elif not CELERY_BROKER_URL:
+    _DEFAULT_EMAIL_BACKEND = "django.core.mail.backends.console.EmailBackend"
+else:
+    _DEFAULT_EMAIL_BACKEND = "approvals.mail.BodilessLogBackend"
+EMAIL_BACKEND = env_str("EMAIL_BACKEND", _DEFAULT_EMAIL_BACKEND)
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Durable Console <durable-console@localhost>")
 # Where people reach the console: the base of the links in e-mails.
 DURABLE_PUBLIC_URL = env_str("DURABLE_PUBLIC_URL", f"http://127.0.0.1:{env_str('PORT', '8000')}")
@@ -242,7 +288,11 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    # E-mail links' tokens never reach a log line (e.g. django.request's "Not Found: <path>").
+    "filters": {"redact_links": {"()": "approvals.log_filters.RedactLinkTokens"}},
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_links"]}
+    },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {
         "executions": {"level": env_str("DURABLE_LOG_LEVEL", "INFO"), "propagate": True},

@@ -1,13 +1,19 @@
 """Root URL configuration."""
 
 from django.contrib import admin
+from django.contrib.auth.views import LoginView
 from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
+
+from durable_console.login import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
 
 
 def healthz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ok"})
 
+
+# Both login forms take passwords, so both are throttled (durable_console/login.py).
+admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
@@ -16,7 +22,13 @@ urlpatterns = [
     path("", include("executions.api.urls")),
     # The approvals inbox and the signed e-mail link pages.
     path("approvals/", include("approvals.urls")),
-    # The operations console: login/logout, then home, executions, functions, audit, faults.
+    # The operations console: login (throttled; before Django's own, which it replaces),
+    # logout, then home, executions, functions, audit, faults.
+    path(
+        "accounts/login/",
+        LoginView.as_view(authentication_form=ThrottledAuthenticationForm),
+        name="login",
+    ),
     path("accounts/", include("django.contrib.auth.urls")),
     path("", include("executions.console.urls")),
 ]

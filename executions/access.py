@@ -57,3 +57,41 @@ def ensure_groups(**_: Any) -> None:
 def _permission(dotted: str) -> Permission | None:
     app_label, codename = dotted.split(".")
     return Permission.objects.filter(content_type__app_label=app_label, codename=codename).first()
+
+
+# --- the Lambda-compatible API ---------------------------------------------------------------
+# A signed request acts with its key owner's permissions: the same groups as the console. A key
+# without an owner is the deployment's admin key and may run every operation.
+VIEW_EXECUTION = "executions.view_execution"
+OPERATE_EXECUTION = "executions.operate_execution"
+COMPLETE_CALLBACK = "executions.complete_callback"
+DELETE_EXECUTION = "executions.delete_execution"
+VIEW_FUNCTION = "executions.view_function"
+
+_READ_EXECUTIONS = (VIEW_EXECUTION,)
+_OPERATE = (VIEW_EXECUTION, OPERATE_EXECUTION)
+
+API_OPERATION_PERMISSIONS: dict[str, tuple[str, ...]] = {
+    # viewers: reading
+    "ListFunctions": (VIEW_FUNCTION,),
+    "GetFunction": (VIEW_FUNCTION,),
+    "ListDurableExecutionsByFunction": _READ_EXECUTIONS,
+    "GetDurableExecution": _READ_EXECUTIONS,
+    "GetDurableExecutionHistory": _READ_EXECUTIONS,
+    # operators: acting. Invoke runs code, and starts executions as the console's Start does.
+    "Invoke": (VIEW_FUNCTION, OPERATE_EXECUTION),
+    "StopDurableExecution": _OPERATE,
+    "PauseDurableExecution": _OPERATE,
+    "ResumeDurableExecution": _OPERATE,
+    # The SDK's own half of the protocol, called by a handler's runtime (a remote handler's
+    # LambdaClient): it advances the execution, so it is operating it. The state read belongs
+    # with it: it needs the current checkpoint token, which only a running invocation holds.
+    "CheckpointDurableExecution": _OPERATE,
+    "GetDurableExecutionState": _OPERATE,
+    # Completing a callback is the console's "complete by hand".
+    "SendDurableExecutionCallbackSuccess": (VIEW_EXECUTION, COMPLETE_CALLBACK),
+    "SendDurableExecutionCallbackFailure": (VIEW_EXECUTION, COMPLETE_CALLBACK),
+    "SendDurableExecutionCallbackHeartbeat": (VIEW_EXECUTION, COMPLETE_CALLBACK),
+    # admins: deleting (function management is not offered over the API; it is admins' too).
+    "DeleteDurableExecution": (VIEW_EXECUTION, DELETE_EXECUTION),
+}

@@ -4,6 +4,9 @@ SigV4 needs the secret itself (the server recomputes the signature), so it
 cannot be hashed like a password. It is encrypted with Fernet under a key
 derived from ``settings.DURABLE_ACCESS_KEY_SECRET`` (the Django secret key by
 default): a copy of the database alone does not reveal any secret.
+
+A key acts with its owner's permissions (the console's groups, ``executions.access``);
+a key without an owner is the deployment's admin key.
 """
 
 from __future__ import annotations
@@ -20,6 +23,9 @@ from cryptography.fernet import Fernet, InvalidToken
 from django.conf import settings
 from django.utils import timezone
 
+from executions import audit
+from executions.access import API_OPERATION_PERMISSIONS
+from executions.audit import Actor
 from executions.errors import ResourceNotFound
 from executions.models import AccessKey
 
@@ -108,7 +114,7 @@ class KeyLookup:
 
 def key_for_request(access_key_id: str) -> KeyLookup | None:
     """The key named in a signed request, with its secret; None if unknown."""
-    key = AccessKey.objects.filter(access_key_id=access_key_id).first()
+    key = AccessKey.objects.select_related("user").filter(access_key_id=access_key_id).first()
     if key is None:
         return None
     return KeyLookup(key, decrypt_secret(key.secret_encrypted))
@@ -119,3 +125,67 @@ def key_mark_used(key: AccessKey) -> None:
     if key.last_used_at is not None and now - key.last_used_at < LAST_USED_RESOLUTION:
         return
     AccessKey.objects.filter(pk=key.pk).update(last_used_at=now)
+
+
+# --- what a key may do ------------------------------------------------------------------------
+
+ADMIN_KEY_LABEL = "deployment admin key (no owner)"
+
+
+def key_acts_as(key: AccessKey) -> str:
+    """Who a key's requests act as, for listings: its owner, or the deployment's admin key."""
+    return key.user.get_username() if key.user is not None else ADMIN_KEY_LABEL
+
+
+def key_missing_permissions(key: AccessKey, operation: str) -> tuple[str, ...]:
+    """The permissions ``operation`` needs that the key's owner lacks (none for the admin key).
+
+    An inactive owner has none: deactivating a person shuts their keys too.
+    """
+    needed = API_OPERATION_PERMISSIONS[operation]
+    if key.user is None:
+        return ()
+    return tuple(perm for perm in needed if not key.user.has_perm(perm))
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A signed request its key may not make; already in the audit log."""
+
+    operation: str
+    acts_as: str
+    target: str
+    missing: tuple[str, ...]
+
+    @property
+    def message(self) -> str:
+        # AWS's wording, so people and tools read it the usual way.
+        resource = f" on resource: {self.target}" if self.target else ""
+        return (
+            f"User: {self.acts_as} is not authorized to perform: lambda:{self.operation}{resource} "
+            f"because the access key's owner lacks {', '.join(self.missing)}"
+        )
+
+
+def key_authorize(key: AccessKey, operation: str, target: str = "") -> Refusal | None:
+    """None if the key may run the API ``operation``; otherwise the refusal, audited.
+
+    ``target`` names what the request acts on (an ARN, a function), never a callback id:
+    those are credentials, and the audit log is widely readable.
+    """
+    missing = key_missing_permissions(key, operation)
+    if not missing:
+        return None
+    audit.record(
+        Actor.api(key.access_key_id, key.user),
+        "api.denied",
+        target,
+        operation=operation,
+        missing_permissions=list(missing),
+    )
+    return Refusal(operation, key_acts_as(key), target, missing)
+
+
+def revoke_keys_of_deleted_user(sender: Any, instance: Any, **kwargs: Any) -> None:
+    """pre_delete of a user: revoke their keys first, or SET_NULL would make them admin keys."""
+    AccessKey.objects.filter(user=instance, revoked_at__isnull=True).update(revoked_at=timezone.now())

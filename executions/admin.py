@@ -131,7 +131,8 @@ class InvocationAdmin(ReadOnlyAdmin):
 class AccessKeyAdmin(admin.ModelAdmin):
     """Keys are issued here or with ``durable keys create``; the secret is shown once."""
 
-    list_display = ("access_key_id", "description", "user", "created_at", "last_used_at", "revoked_at")
+    list_display = ("access_key_id", "description", "acts_as", "created_at", "last_used_at", "revoked_at")
+    list_select_related = ("user",)
     list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
     search_fields = ("access_key_id", "description")
     readonly_fields = ("access_key_id", "created_at", "last_used_at", "revoked_at")
@@ -144,6 +145,19 @@ class AccessKeyAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
         return False  # revoke instead: the row records who had access and when
+
+    @admin.display(description="acts as", ordering="user__username")
+    def acts_as(self, obj: AccessKey) -> str:
+        return access_keys.key_acts_as(obj)
+
+    def get_form(self, request: HttpRequest, obj: AccessKey | None = None, **kwargs: Any) -> Any:
+        form = super().get_form(request, obj, **kwargs)
+        if "user" in form.base_fields:
+            form.base_fields["user"].help_text = (
+                "The key acts with this person's permissions (their groups). "
+                "Left empty, it is the deployment's admin key: every API operation."
+            )
+        return form
 
     def save_model(self, request: HttpRequest, obj: AccessKey, form: Any, change: bool) -> None:
         if change:

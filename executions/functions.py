@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeGuard
+from urllib.parse import urlsplit
 
 from django.conf import settings
 from django.db import transaction
@@ -94,12 +95,18 @@ def load_handler(path: str) -> Callable[..., Any]:
     """Import ``module:attr``; raise InvalidParameterValue with the reason if it fails.
 
     An ``http(s)://`` path names a handler hosted elsewhere (``executions.remote``).
+    Only the deployment's own code may be a handler (``DURABLE_HANDLER_MODULES``; remote
+    ones: ``DURABLE_REMOTE_HANDLER_ORIGINS``): registering ``os:system`` would otherwise run
+    anything. Workers load handlers through here too, so a function registered before a
+    module was removed from the list stops running.
     """
     if is_remote(path):
+        _check_remote_origin(path)
         return RemoteHandler(path)
     if not HANDLER_PATTERN.match(path):
         raise InvalidParameterValue(f"Handler must look like module.path:attribute, got {path!r}")
     module_name, attr = path.split(":")
+    _check_handler_module(path, module_name)  # before the import: importing runs code
     try:
         module = importlib.import_module(module_name)
         handler = getattr(module, attr)
@@ -107,7 +114,46 @@ def load_handler(path: str) -> Callable[..., Any]:
         raise InvalidParameterValue(f"Cannot import handler {path}: {exc}") from exc
     if not callable(handler):
         raise InvalidParameterValue(f"Handler {path} is not callable")
+    # A name the module only imported (``from subprocess import run``) is not its code.
+    _check_handler_module(path, getattr(handler, "__module__", None) or "")
     return handler
+
+
+def _in_modules(module_name: str, prefixes: Iterable[str]) -> bool:
+    return any(module_name == prefix or module_name.startswith(prefix + ".") for prefix in prefixes)
+
+
+def _check_handler_module(path: str, module_name: str) -> None:
+    allowed = settings.DURABLE_HANDLER_MODULES
+    if not _in_modules(module_name, allowed):
+        raise InvalidParameterValue(
+            f"Handler {path} is not in this deployment's handler modules ({', '.join(allowed)}); "
+            "list its package in DURABLE_HANDLER_MODULES"
+        )
+
+
+def _check_remote_origin(url: str) -> None:
+    """A remote handler's URL must name an allowed origin: the worker POSTs to it and keeps
+    the answer, so an arbitrary URL would let an admin reach the workers' internal network."""
+    origins = settings.DURABLE_REMOTE_HANDLER_ORIGINS
+    if not any(_origin_allows(origin, url) for origin in origins):
+        raise InvalidParameterValue(
+            f"Remote handler {url} is not at an allowed origin "
+            f"(DURABLE_REMOTE_HANDLER_ORIGINS: {', '.join(origins) or 'none'})"
+        )
+
+
+def _origin_allows(origin: str, url: str) -> bool:
+    """``scheme://host`` allows any port of that host; ``scheme://host:port`` that port only."""
+    allowed, wanted = urlsplit(origin), urlsplit(url)
+    if wanted.username is not None or wanted.password is not None:
+        return False  # http://allowed@elsewhere/ goes elsewhere
+    try:
+        allowed_port, wanted_port = allowed.port, wanted.port
+    except ValueError:  # not a port number
+        return False
+    same_host = (allowed.scheme, allowed.hostname) == (wanted.scheme, wanted.hostname)
+    return bool(allowed.hostname) and same_host and allowed_port in (None, wanted_port)
 
 
 # Lambda's pattern for environment variable names (API model, EnvironmentVariableName).

@@ -90,6 +90,8 @@ def _normalize_input(input_payload: str | None) -> str:
         json.loads(payload)
     except ValueError as exc:
         raise InvalidParameterValue(f"Input payload is not valid JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise InvalidParameterValue("Input payload is nested too deeply") from exc
     return payload
 
 

@@ -131,6 +131,11 @@ def start_test_services() -> TestServices:
         services.temp_dir = str(make_temp_dir("durable-test-", tempfile.gettempdir()))
         os.environ["DURABLE_VAR_DIR"] = os.path.join(services.temp_dir, "var")
         os.environ.setdefault("DJANGO_SECRET_KEY", "test-only-secret-key-" + "x" * 40)
+        # Tests register handlers from tests.* (beside the demos' examples.*) and run remote
+        # handlers on loopback ports; processes the tests start inherit both.
+        listed = os.environ.get("DURABLE_HANDLER_MODULES", "")
+        os.environ["DURABLE_HANDLER_MODULES"] = ",".join(filter(None, (listed, "tests")))
+        os.environ.setdefault("DURABLE_REMOTE_HANDLER_ORIGINS", "http://127.0.0.1")
     except BaseException:
         services.stop()
         raise

@@ -1,10 +1,13 @@
-"""Access keys (CLI, admin, ``make run``'s development key) and SigV4 through Django's test client."""
+"""Access keys (CLI, admin, ``make run``'s development key), SigV4 through Django's test client,
+and what a key may do: its owner's groups, through boto3 against a live server."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -12,6 +15,7 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import ClientError
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
@@ -19,9 +23,12 @@ from django.test import Client, override_settings
 from durable_console.bootstrap import demo_setup
 from executions import access_keys, services
 from executions.api import auth
-from executions.models import AccessKey
+from executions.models import AccessKey, AuditEntry, Execution
 from tests.api_handlers import approval
+from tests.api_live import live_server
+from tests.console_support import make_cast
 from tests.engine_driver import register
+from tests.in_process_runner import InProcessRunner
 
 pytestmark = pytest.mark.django_db
 
@@ -89,12 +96,23 @@ def test_make_run_creates_one_development_key(settings: Any, tmp_path: Any) -> N
     usage = next(line for line in first if "aws lambda list-functions" in line)
     assert f"AWS_ACCESS_KEY_ID={stored['AccessKeyId']}" in usage
     assert "--endpoint-url http://127.0.0.1:" in usage
-    second = list(demo_setup())
+    admin_password = (tmp_path / "admin-password").read_text().strip()
+    reviewer_password = (tmp_path / "reviewer-password").read_text().strip()
+    assert any(admin_password in line for line in first) and any(reviewer_password in line for line in first)
+
+    # Later runs print no secret (terminal scrollback, CI logs), only where each is kept.
+    second = "\n".join(demo_setup())
     assert AccessKey.objects.count() == 1
-    assert any(stored["SecretAccessKey"] in line for line in second)
+    for secret in (stored["SecretAccessKey"], admin_password, reviewer_password):
+        assert secret not in second
+    for kept in ("admin-password", "reviewer-password", "dev-access-key.json"):
+        assert str(tmp_path / kept) in second
+    assert stored["AccessKeyId"] in second
     access_keys.key_revoke(stored["AccessKeyId"])
-    list(demo_setup())
+    third = list(demo_setup())
     assert AccessKey.objects.filter(revoked_at__isnull=True).count() == 1  # replaced
+    replacement = json.loads(key_file.read_text())
+    assert any(replacement["SecretAccessKey"] in line for line in third)  # new, so printed once
 
 
 # --- SigV4 through Django's test client (WSGI-style request, RAW_URI) -----------------------
@@ -145,3 +163,138 @@ def test_canonical_uri_double_encodes_like_botocore() -> None:
     assert auth.canonical_uri(raw) == raw.replace("%", "%25")
     assert auth.canonical_uri("/a/./b/../c//d") == "/a/c/d"
     assert auth.canonical_query("b=2&a=x%20y&a=1") == "a=1&a=x%20y&b=2"
+
+
+# --- what a key may do: its owner's groups --------------------------------------------------------
+
+
+def refusal(call: Callable[[], Any]) -> dict[str, Any]:
+    with pytest.raises(ClientError) as caught:
+        call()
+    response = caught.value.response
+    return {
+        "code": response["Error"]["Code"],
+        "status": response["ResponseMetadata"]["HTTPStatusCode"],
+        "message": response["Error"]["Message"],
+    }
+
+
+def denied_entries() -> list[tuple[str, str, str, str, list[str]]]:
+    return [
+        (e.actor_name, e.channel, e.details["operation"], e.target, e.details["missing_permissions"])
+        for e in AuditEntry.objects.filter(action="api.denied").order_by("id")
+    ]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_key_acts_with_its_owners_groups() -> None:
+    cast = make_cast()
+    register("api-approval", approval)
+    deployment_key = access_keys.key_create(description="deployment")
+    viewer_key = access_keys.key_create(user=cast["viewer"])
+    operator_key = access_keys.key_create(user=cast["operator"])
+    runner = InProcessRunner()  # the handler only needs to start; no sandbox to boot
+    with contextlib.closing(runner), live_server(workers=1, runner=runner) as server:
+        admin, viewer, operator = (server.client(k) for k in (deployment_key, viewer_key, operator_key))
+        arn = admin.invoke(FunctionName="api-approval", InvocationType="Event", Payload="{}")[
+            "DurableExecutionArn"
+        ]
+
+        # Viewers read...
+        assert viewer.get_durable_execution(DurableExecutionArn=arn)["DurableExecutionArn"] == arn
+        assert viewer.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
+        assert [f["FunctionName"] for f in viewer.list_functions()["Functions"]] == ["api-approval"]
+        listed = viewer.list_durable_executions_by_function(FunctionName="api-approval")
+        assert [e["DurableExecutionArn"] for e in listed["DurableExecutions"]] == [arn]
+        # ... and nothing else: refused before anything is looked up, so nothing changes.
+        attempts = {
+            "StopDurableExecution": lambda: viewer.stop_durable_execution(DurableExecutionArn=arn),
+            "DeleteDurableExecution": lambda: viewer.delete_durable_execution(DurableExecutionArn=arn),
+            "Invoke": lambda: viewer.invoke(
+                FunctionName="api-approval", InvocationType="Event", Payload="{}"
+            ),
+            "PauseDurableExecution": lambda: viewer.pause_durable_execution(DurableExecutionArn=arn),
+            "CheckpointDurableExecution": lambda: viewer.checkpoint_durable_execution(
+                DurableExecutionArn=arn, CheckpointToken="AAAA"
+            ),
+            "SendDurableExecutionCallbackSuccess": lambda: viewer.send_durable_execution_callback_success(
+                CallbackId="AAAA", Result=b"yes"
+            ),
+        }
+        for operation, attempt in attempts.items():
+            error = refusal(attempt)
+            assert (error["code"], error["status"]) == ("AccessDeniedException", 403), operation
+            assert f"User: viewer is not authorized to perform: lambda:{operation}" in error["message"]
+        assert Execution.objects.get().status == "RUNNING"  # one execution, untouched
+
+        # Operators act (start, stop) but do not delete.
+        assert operator.invoke(FunctionName="api-approval", InvocationType="DryRun")["StatusCode"] == 204
+        denied = refusal(lambda: operator.delete_durable_execution(DurableExecutionArn=arn))
+        assert (denied["code"], denied["status"]) == ("AccessDeniedException", 403)
+        assert "executions.delete_execution" in denied["message"]
+        operator.stop_durable_execution(DurableExecutionArn=arn)
+        assert Execution.objects.get().status == "STOPPED"
+        # The key without an owner is the deployment's admin key: it may delete.
+        admin.delete_durable_execution(DurableExecutionArn=arn)
+        assert not Execution.objects.exists()
+
+    viewer_id, operator_id = viewer_key.access_key_id, operator_key.access_key_id
+    assert [entry[:4] for entry in denied_entries()] == [
+        (viewer_id, "api", "StopDurableExecution", arn),
+        (viewer_id, "api", "DeleteDurableExecution", arn),
+        (viewer_id, "api", "Invoke", "api-approval"),
+        (viewer_id, "api", "PauseDurableExecution", arn),
+        (viewer_id, "api", "CheckpointDurableExecution", arn),
+        (viewer_id, "api", "SendDurableExecutionCallbackSuccess", ""),  # a callback id is a credential
+        (operator_id, "api", "DeleteDurableExecution", arn),
+    ]
+    assert denied_entries()[0][4] == ["executions.operate_execution"]
+    stopped_by = AuditEntry.objects.get(action="execution.stop")
+    assert (stopped_by.actor_name, stopped_by.actor) == (operator_id, cast["operator"])
+
+
+def test_keys_of_people_without_access_are_refused_everything() -> None:
+    cast = make_cast()
+    register("api-approval", approval)
+    arn = services.execution_start(function="api-approval", input_payload="{}").execution.arn
+    path = f"/2025-12-01/durable-executions/{quote(arn, safe='')}"
+    approver_key = access_keys.key_create(user=cast["approver"])  # an inbox, no executions
+    leaver = get_user_model().objects.create_user("leaver")
+    leaver.groups.add(*cast["operator"].groups.all())
+    leaver_key = access_keys.key_create(user=leaver)
+    client = Client()
+    assert signed(client, leaver_key, "GET", path).status_code == 200
+
+    leaver.is_active = False  # deactivating a person shuts their keys too
+    leaver.save()
+    for key in (approver_key, leaver_key):
+        for method, url in (("GET", path), ("HEAD", path), ("GET", path + "/state?CheckpointToken=AAAA")):
+            response = signed(client, key, method, url)
+            assert response.status_code == 403, (key.key.user, method, url)
+            assert response["X-Amzn-ErrorType"] == "AccessDeniedException"
+
+
+def test_deleting_a_person_revokes_their_keys_instead_of_making_them_admin_keys() -> None:
+    person = get_user_model().objects.create_user("temp")
+    kept = access_keys.key_create(description="deployment")
+    theirs = access_keys.key_create(user=person)
+    person.delete()
+    theirs.key.refresh_from_db()
+    assert theirs.key.user is None and theirs.key.revoked_at is not None
+    client = Client()
+    refused = signed(client, theirs, "GET", "/2015-03-31/functions")
+    assert refused.status_code == 403 and refused["X-Amzn-ErrorType"] == "UnrecognizedClientException"
+    assert signed(client, kept, "GET", "/2015-03-31/functions").status_code == 200
+
+
+def test_keys_list_and_admin_show_who_a_key_acts_as(admin_client: Client) -> None:
+    get_user_model().objects.create_user("ops")
+    owned = access_keys.key_create(user=get_user_model().objects.get(username="ops"))
+    ownerless = access_keys.key_create(description="ci")
+    rows = {line.split("\t")[0]: line.split("\t") for line in durable("keys", "list").splitlines()}
+    assert rows[owned.access_key_id][3] == "ops"
+    assert rows[ownerless.access_key_id][3] == "deployment admin key (no owner)"
+    page = admin_client.get("/admin/executions/accesskey/").content.decode()
+    assert "deployment admin key (no owner)" in page and "Acts as" in page
+    add_form = admin_client.get("/admin/executions/accesskey/add/").content.decode()
+    assert "admin key: every API operation" in add_form

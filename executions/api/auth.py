@@ -20,6 +20,7 @@ import hmac
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, unquote
 
 from django.conf import settings
@@ -32,6 +33,7 @@ from rest_framework.request import Request
 
 from executions import access_keys
 from executions.api.errors import (
+    AccessDenied,
     IncompleteSignature,
     InvalidSignature,
     MissingAuthenticationToken,
@@ -294,3 +296,25 @@ class HasAccessKey(BasePermission):
 
     def has_permission(self, request: Request, view: object) -> bool:
         return isinstance(request.auth, AccessKey)
+
+
+class KeyMayRunOperation(BasePermission):
+    """The key's owner has the permissions of the operation the view runs (403 otherwise).
+
+    Checked before the view parses or looks up anything, so a refused request changes
+    nothing and learns nothing (not even whether the ARN exists).
+    """
+
+    def has_permission(self, request: Request, view: Any) -> bool:
+        operation = view.operation_for(request.method or "GET")
+        if operation is None:  # a route that runs no operation (it only refuses)
+            return True
+        refusal = access_keys.key_authorize(request.auth, operation, _target(view.kwargs))
+        if refusal is not None:
+            raise AccessDenied(refusal.message)
+        return True
+
+
+def _target(kwargs: Mapping[str, Any]) -> str:
+    # Never the callback id: it is a credential of its own.
+    return str(kwargs.get("arn") or kwargs.get("function_name") or "")

@@ -50,6 +50,13 @@ class UnrecognizedClient(ServiceError):
         super().__init__(message)
 
 
+class AccessDenied(ServiceError):
+    """A valid key whose owner may not run this operation (their groups, ``executions.access``)."""
+
+    code = "AccessDeniedException"
+    http_status = 403
+
+
 class InvalidRequestContent(ServiceError):
     code = "InvalidRequestContentException"
     http_status = 400

@@ -67,6 +67,11 @@ def parse_json_body(body: bytes) -> Any:
         return json.loads(body)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InvalidRequestContent(f"Could not parse request body into json: {exc}") from exc
+    except RecursionError as exc:
+        # A client error, not ours: answered as a 5xx, boto3 would send it again and again.
+        raise InvalidRequestContent(
+            "Could not parse request body into json: it is nested too deeply"
+        ) from exc
 
 
 def json_object_body(body: bytes) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from executions import invocations_api, listing, operator, selectors, services
-from executions.api.auth import HasAccessKey, SigV4Authentication, read_body
+from executions.api.auth import HasAccessKey, KeyMayRunOperation, SigV4Authentication, read_body
 from executions.api.errors import (
     RequestTooLarge,
     UnknownOperation,
@@ -61,16 +61,25 @@ class AlwaysJson(BaseContentNegotiation):
 
 
 class LambdaApiView(APIView):
-    """SigV4-authenticated (so CSRF does not apply), AWS error shapes, raw bodies."""
+    """SigV4-authenticated (so CSRF does not apply), AWS error shapes, raw bodies.
+
+    ``operations`` names the API operation each HTTP method runs; the key's owner needs
+    that operation's permissions (``executions.access.API_OPERATION_PERMISSIONS``).
+    """
 
     authentication_classes = [SigV4Authentication]
-    permission_classes = [HasAccessKey]
+    permission_classes = [HasAccessKey, KeyMayRunOperation]
+    operations: dict[str, str] = {}
     parser_classes: list[Any] = []
     renderer_classes = [JSONRenderer]
     content_negotiation_class = AlwaysJson
 
     def get_exception_handler(self) -> Any:
         return aws_exception_handler
+
+    def operation_for(self, method: str) -> str | None:
+        # Django answers HEAD with the GET handler, so it needs what GET needs.
+        return self.operations.get("GET" if method == "HEAD" else method)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
         try:
@@ -102,6 +111,8 @@ def _epoch(value: Any) -> float:
 
 
 class ListFunctionsApi(LambdaApiView):
+    operations = {"GET": "ListFunctions"}
+
     class InputSerializer(serializers.Serializer):
         Marker = marker_field()
         MaxItems = serializers.IntegerField(min_value=1, max_value=10_000, required=False)
@@ -120,6 +131,8 @@ class ListFunctionsApi(LambdaApiView):
 
 
 class GetFunctionApi(LambdaApiView):
+    operations = {"GET": "GetFunction"}
+
     class InputSerializer(serializers.Serializer):
         Qualifier = serializers.CharField(max_length=128, required=False)
 
@@ -129,6 +142,8 @@ class GetFunctionApi(LambdaApiView):
 
 
 class InvokeApi(LambdaApiView):
+    operations = {"POST": "Invoke"}
+
     class InputSerializer(serializers.Serializer):
         Qualifier = serializers.CharField(max_length=128, required=False)
         InvocationType = serializers.ChoiceField(
@@ -189,6 +204,8 @@ def _invoke_response(result: invocations_api.InvokeResult) -> HttpResponse:
 
 
 class ListDurableExecutionsByFunctionApi(LambdaApiView):
+    operations = {"GET": "ListDurableExecutionsByFunction"}
+
     class InputSerializer(serializers.Serializer):
         Qualifier = serializers.CharField(max_length=128, required=False)
         DurableExecutionName = serializers.RegexField(r"^[A-Za-z0-9_-]{1,64}$", required=False)
@@ -227,6 +244,8 @@ class ListDurableExecutionsByFunctionApi(LambdaApiView):
 class DurableExecutionApi(LambdaApiView):
     """GetDurableExecution (GET) and DeleteDurableExecution (DELETE) share one URL."""
 
+    operations = {"GET": "GetDurableExecution", "DELETE": "DeleteDurableExecution"}
+
     class InputSerializer(serializers.Serializer):
         IncludeExecutionData = serializers.BooleanField(required=False, default=True)
 
@@ -241,6 +260,8 @@ class DurableExecutionApi(LambdaApiView):
 
 
 class CheckpointApi(LambdaApiView):
+    operations = {"POST": "CheckpointDurableExecution"}
+
     class InputSerializer(serializers.Serializer):
         CheckpointToken = checkpoint_token_field()
         Updates = serializers.ListField(child=serializers.DictField(), required=False)
@@ -261,6 +282,8 @@ class CheckpointApi(LambdaApiView):
 
 
 class GetStateApi(LambdaApiView):
+    operations = {"GET": "GetDurableExecutionState"}
+
     class InputSerializer(serializers.Serializer):
         CheckpointToken = checkpoint_token_field()
         Marker = marker_field()
@@ -280,6 +303,8 @@ class GetStateApi(LambdaApiView):
 
 
 class HistoryApi(LambdaApiView):
+    operations = {"GET": "GetDurableExecutionHistory"}
+
     class InputSerializer(serializers.Serializer):
         IncludeExecutionData = serializers.BooleanField(required=False, default=True)
         MaxItems = max_items_field(1000)
@@ -307,12 +332,16 @@ def api_actor(request: Request) -> Actor:
 
 
 class StopApi(LambdaApiView):
+    operations = {"POST": "StopDurableExecution"}
+
     def post(self, request: Request, arn: str) -> Response:
         stopped_at = operator.stop(api_actor(request), arn, error=error_object(_body(request)))
         return Response({"StopTimestamp": _epoch(stopped_at)})
 
 
 class PauseApi(LambdaApiView):
+    operations = {"POST": "PauseDurableExecution"}
+
     class InputSerializer(serializers.Serializer):
         ClientToken = client_token_field()
         Reason = serializers.CharField(max_length=1024, required=False, allow_blank=True)
@@ -327,6 +356,8 @@ class PauseApi(LambdaApiView):
 
 
 class ResumeApi(LambdaApiView):
+    operations = {"POST": "ResumeDurableExecution"}
+
     class InputSerializer(serializers.Serializer):
         ClientToken = client_token_field()
         Reason = serializers.CharField(max_length=1024, required=False, allow_blank=True)
@@ -352,6 +383,8 @@ class CallbackIdSerializer(serializers.Serializer):
 
 
 class CallbackSuccessApi(LambdaApiView):
+    operations = {"POST": "SendDurableExecutionCallbackSuccess"}
+
     def post(self, request: Request, callback_id: str) -> Response:
         # The body is the raw Result blob, not JSON (CONTRACT.md §7 pitfall 9).
         services.callback_succeed(_callback_id(callback_id), _body(request))
@@ -359,12 +392,16 @@ class CallbackSuccessApi(LambdaApiView):
 
 
 class CallbackFailureApi(LambdaApiView):
+    operations = {"POST": "SendDurableExecutionCallbackFailure"}
+
     def post(self, request: Request, callback_id: str) -> Response:
         services.callback_fail(_callback_id(callback_id), error_object(_body(request)))
         return Response({})
 
 
 class CallbackHeartbeatApi(LambdaApiView):
+    operations = {"POST": "SendDurableExecutionCallbackHeartbeat"}
+
     def post(self, request: Request, callback_id: str) -> Response:
         services.callback_heartbeat(_callback_id(callback_id))
         return Response({})

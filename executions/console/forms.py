@@ -46,6 +46,8 @@ class JSONTextField(forms.CharField):
             json.loads(text)
         except ValueError as exc:
             raise forms.ValidationError(f"Not valid JSON: {exc}") from exc
+        except RecursionError as exc:
+            raise forms.ValidationError("Not valid JSON here: it is nested too deeply") from exc
         return text
 
 

@@ -137,7 +137,11 @@ class Command(BaseCommand):
         ksub = keys.add_subparsers(dest="keys_command", required=True)
         create = ksub.add_parser("create", help="Issue a key; prints it as JSON (the only time)")
         create.add_argument("--description", default="")
-        create.add_argument("--user", help="Username the key belongs to")
+        create.add_argument(
+            "--user",
+            help="Username the key belongs to; it acts with their groups' permissions. "
+            "Without it: the deployment's admin key (every operation)",
+        )
         create.set_defaults(run=self.keys_create)
         klist = ksub.add_parser("list", help="List keys (never their secrets)")
         klist.set_defaults(run=self.keys_list)
@@ -326,8 +330,8 @@ class Command(BaseCommand):
         for key in access_keys.key_list():
             state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
             used = f"{key.last_used_at:%Y-%m-%d %H:%M}" if key.last_used_at else "never used"
-            owner = key.user.get_username() if key.user else "-"
-            self.stdout.write(f"{key.access_key_id}\t{state}\t{used}\t{owner}\t{key.description}")
+            acts_as = access_keys.key_acts_as(key)
+            self.stdout.write(f"{key.access_key_id}\t{state}\t{used}\t{acts_as}\t{key.description}")
 
     def keys_revoke(self, options: argparse.Namespace) -> None:
         key = access_keys.key_revoke(options.access_key_id)
