@@ -329,3 +329,15 @@ def test_deeply_nested_json_elsewhere_is_refused_precisely() -> None:
     with pytest.raises(CommandError, match="InvalidParameterValueException: Input payload is nested"):
         call_command("durable", "start", "api-approval", "--input", DEEP_JSON)
     assert Execution.objects.count() == 1
+
+
+def test_an_execution_with_deeply_nested_input_still_renders() -> None:
+    """Shallow enough for the API to parse, too deep for the templates' deeper stack."""
+    register("api-approval", approval)
+    deep = "[" * 900 + "]" * 900
+    execution = services.execution_start(function="api-approval", input_payload=deep).execution
+    client = make_cast().client("admin")
+    page = client.get(f"/executions/{execution.pk}/")
+    assert page.status_code == 200 and deep in page.content.decode()  # shown as text
+    compared = client.get(f"/executions/{execution.pk}/compare/?with={execution.pk}")
+    assert compared.status_code == 200

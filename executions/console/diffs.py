@@ -35,9 +35,12 @@ def pretty(value: Any) -> str:
     if isinstance(value, str):
         try:
             value = json.loads(value)
-        except ValueError:
+        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse here
             return value
-    return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    try:
+        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
+    except RecursionError:
+        return str(value)
 
 
 def side_by_side(left: str, right: str) -> list[DiffRow]:

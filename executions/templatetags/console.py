@@ -57,7 +57,7 @@ def parse_json(text: Any) -> tuple[bool, Any]:
         return True, text
     try:
         return True, json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # nested deeper than the stack allows: shown as text
         return False, text
 
 
@@ -67,7 +67,10 @@ def pretty_json(value: Any) -> str:
     ok, parsed = parse_json(value)
     if not ok:
         return str(value)
-    text = json.dumps(parsed, indent=2, ensure_ascii=False, sort_keys=False)
+    try:
+        text = json.dumps(parsed, indent=2, ensure_ascii=False, sort_keys=False)
+    except RecursionError:
+        return str(value)
     if len(text) > PREVIEW_MAX_CHARS:
         return text[:PREVIEW_MAX_CHARS] + "\n… (truncated; download for all of it)"
     return text
@@ -77,9 +80,12 @@ def pretty_json(value: Any) -> str:
 def json_tree(value: Any) -> SafeString:
     """A collapsible tree of nested <details> for JSON; small payloads only (else a <pre>)."""
     ok, parsed = parse_json(value)
-    if not ok or len(str(value)) > TREE_MAX_CHARS:
-        return format_html('<pre class="json">{}</pre>', pretty_json(value))
-    return format_html('<div class="json-tree">{}</div>', _node(parsed, 0))
+    if ok and len(str(value)) <= TREE_MAX_CHARS:
+        try:
+            return format_html('<div class="json-tree">{}</div>', _node(parsed, 0))
+        except RecursionError:  # too deep to draw as a tree: the text below
+            pass
+    return format_html('<pre class="json">{}</pre>', pretty_json(value))
 
 
 def _node(value: Any, depth: int) -> SafeString:
