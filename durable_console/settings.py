@@ -182,6 +182,8 @@ DURABLE_LOGIN_LOCKOUT_SECONDS = env_int("DURABLE_LOGIN_LOCKOUT_SECONDS", 15 * 60
 DURABLE_LIVE_DEBOUNCE_SECONDS = env_float("DURABLE_LIVE_DEBOUNCE_SECONDS", 0.1)
 # Largest number of executions one bulk stop/redrive may act on.
 DURABLE_BULK_MAX_EXECUTIONS = env_int("DURABLE_BULK_MAX_EXECUTIONS", 10_000)
+# A running bulk job whose runner has not reported progress for this long is resumed elsewhere.
+DURABLE_BULK_STALE_SECONDS = env_float("DURABLE_BULK_STALE_SECONDS", 30.0)
 
 # --- Celery (production transport) -----------------------------------------
 # Without a broker the engine runs embedded: an in-process worker pool fed by
@@ -192,6 +194,20 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Wait for the broker as long as it takes (Celery's default gives up after 100 tries, and
+# the worker exits): the database holds all the work, so a worker only needs Redis back.
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A running invocation needs the database, not the broker: a lost Redis connection must not
+# cancel it (Celery 6 will default to cancelling acks_late tasks on connection loss).
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+# kombu's Redis transport with the fix for the worker exiting on a Redis restart under load
+# ("Unrecoverable error: AttributeError(... 'hostname')", celery/kombu 5.7.0; see
+# durable_console/celery.py). Other brokers keep their own transport.
+CELERY_BROKER_TRANSPORT = (
+    "durable_console.celery:RedisTransport"
+    if CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+    else None
+)
 # Longer than the longest invocation (15 min), so a slow handler is not redelivered.
 CELERY_BROKER_TRANSPORT_OPTIONS = {"visibility_timeout": 1800}
 CELERY_TASK_IGNORE_RESULT = True
@@ -237,6 +253,10 @@ DURABLE_INVOCATION_MAX_ATTEMPTS = env_int("DURABLE_INVOCATION_MAX_ATTEMPTS", 5)
 DURABLE_STATE_PAGE_SIZE = env_int("DURABLE_STATE_PAGE_SIZE", 1000)
 DURABLE_INVOCATION_PAGE_BYTES = env_int("DURABLE_INVOCATION_PAGE_BYTES", 5 * 1024 * 1024)
 DURABLE_SCHEDULER_INTERVAL_SECONDS = env_float("DURABLE_SCHEDULER_INTERVAL_SECONDS", 0.5)
+# The scheduler re-sends a hint for due work nobody picked up after 5 s, then waits as long as
+# the work had waited (10 s, 20 s, ...) up to this, so stopped workers do not flood the broker;
+# it is also the longest a hint lost with a restarted broker delays waiting work.
+DURABLE_REDISPATCH_MAX_SECONDS = env_float("DURABLE_REDISPATCH_MAX_SECONDS", 30.0)
 DURABLE_EMBEDDED_WORKERS = env_int("DURABLE_EMBEDDED_WORKERS", 4)
 # Sandbox children (executions.workers.sandbox): at most this many per process, each
 # running one handler at a time; how long a new one may take to boot; and how much

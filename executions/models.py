@@ -304,6 +304,8 @@ class Operation(models.Model):
     invoke_function_name = models.CharField(max_length=256, blank=True, default="")
     invoke_tenant_id = models.CharField(max_length=256, blank=True, default="")
     invoke_dispatch_pending = models.BooleanField(default=False)
+    # When the scheduler last sent a hint for a pending plain call (re-sent with backoff).
+    invoke_dispatched_at = models.DateTimeField(null=True, blank=True)
     # A plain target's call claimed by a worker: after this moment without an outcome,
     # the scheduler ends the operation (the worker died; see services.plain_invoke_recover).
     invoke_claim_expires_at = models.DateTimeField(null=True, blank=True)
@@ -515,11 +517,26 @@ class BulkJob(models.Model):
     created_at = models.DateTimeField()
     started_at = models.DateTimeField(null=True, blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # Moved forward with every chunk of targets its runner commits (executions.bulk_jobs).
     heartbeat_at = models.DateTimeField(null=True, blank=True)
+    # The runner working on it (host:pid:id); a runner that finds another name here stops.
+    claimed_by = models.CharField(max_length=128, blank=True, default="")
+    # How many runners claimed it: more than one means it was resumed after a crash.
+    runs = models.PositiveSmallIntegerField(default=0)
+    # When a runner was last asked for (at creation, then by the scheduler for a stale job).
+    dispatched_at = models.DateTimeField(null=True, blank=True)
     error = models.TextField(blank=True, default="")
 
     class Meta:
         ordering = ["-created_at", "-id"]
+        indexes = [
+            # The scheduler's look for jobs nobody runs, every tick: only unfinished ones are in it.
+            models.Index(
+                fields=["status"],
+                name="bulkjob_unfinished_idx",
+                condition=Q(status__in=["PENDING", "RUNNING"]),
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"bulk {self.action} #{self.pk} ({self.processed}/{self.total})"

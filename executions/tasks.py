@@ -6,6 +6,7 @@ import threading
 
 from celery import shared_task
 
+from executions import bulk_jobs
 from executions.workers.invoker import Invoker
 
 # One invoker per worker thread: the prefork and solo pools have one thread per
@@ -34,7 +35,5 @@ def run_plain_invoke(execution_id: int, operation_id: str) -> None:
 
 @shared_task(acks_late=True, ignore_result=True)
 def run_bulk_job(job_id: int) -> None:
-    """Run a console bulk stop/redrive; the job's claim makes a redelivery resume, not repeat."""
-    from executions.console.bulk import bulk_job_run
-
-    bulk_job_run(job_id)
+    """Run a bulk stop/redrive; the job's claim makes a repeated message resume it, not repeat it."""
+    bulk_jobs.bulk_job_run(job_id)

@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from examples import ledger
-from executions import tasks
-from executions.console import bulk
+from executions import bulk_jobs, clock, tasks
 from executions.models import AuditEntry, BulkJob, Execution
+from executions.workers import scheduler
 from tests import console_handlers
 from tests.console_support import Cast, finished, make_cast, register_demos
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
@@ -183,7 +183,7 @@ def test_an_empty_selection_is_an_error(cast: Cast, driver: EngineDriver) -> Non
 def test_progress_region_polls_until_done(
     cast: Cast, driver: EngineDriver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(bulk, "bulk_job_dispatch", lambda job_id: None)  # run it by hand below
+    monkeypatch.setattr(bulk_jobs, "bulk_job_dispatch", lambda job_id: None)  # run it by hand below
     targets = running(driver, 2)
     cast.client("operator").post(
         "/executions/bulk/",
@@ -199,8 +199,8 @@ def test_progress_region_polls_until_done(
     client = cast.client("operator")
     pending = client.get(f"/executions/bulk/{job.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert pending.lstrip().startswith("<section") and 'hx-trigger="every 1s"' in pending
-    assert bulk.bulk_job_run(job.pk) is not None
-    assert bulk.bulk_job_run(job.pk) is None  # claimed and finished: a second run does nothing
+    assert bulk_jobs.bulk_job_run(job.pk) is not None
+    assert bulk_jobs.bulk_job_run(job.pk) is None  # claimed and finished: a second run does nothing
     done = client.get(f"/executions/bulk/{job.pk}/", headers={"HX-Request": "true"}).content.decode()
     assert "hx-trigger" not in done and 'data-status="DONE"' in done
 
@@ -220,10 +220,63 @@ def test_an_interrupted_job_resumes_where_it_stopped(cast: Cast, driver: EngineD
         created_by=cast["operator"],
         created_by_name="operator",
     )
-    job = bulk.bulk_job_run(job.pk)
+    job = bulk_jobs.bulk_job_run(job.pk)
     assert job is not None and (job.processed, job.succeeded) == (3, 3)
     assert refreshed(targets[0]).status == "RUNNING"  # counted before the interruption, not redone
     assert {refreshed(e).status for e in targets[1:]} == {"STOPPED"}
+
+
+def interrupted_job(cast: Cast, targets: list[Execution], quiet_for: float, **fields: object) -> BulkJob:
+    """A job stopped by hand at 1 of its targets, its runner gone ``quiet_for`` seconds ago."""
+    now = clock.now()
+    return BulkJob.objects.create(
+        action="stop",
+        scope="selection",
+        target_ids=[e.pk for e in targets],
+        total=len(targets),
+        processed=1,
+        succeeded=1,
+        status="RUNNING",
+        created_at=now - datetime.timedelta(minutes=5),
+        dispatched_at=now - datetime.timedelta(minutes=5),
+        heartbeat_at=now - datetime.timedelta(seconds=quiet_for),
+        claimed_by="dead-host:1:gone",
+        runs=1,
+        created_by=cast["operator"],
+        created_by_name="operator",
+        **fields,
+    )
+
+
+def test_the_scheduler_resumes_a_job_whose_runner_went_quiet(cast: Cast, driver: EngineDriver) -> None:
+    targets = running(driver, 3)
+    job = interrupted_job(cast, targets, quiet_for=10)
+    assert scheduler.tick() == 0  # 10 s without progress: its runner may still be busy
+    assert BulkJob.objects.get(pk=job.pk).runs == 1
+
+    driver.clock.advance(21)  # now 31 s: past DURABLE_BULK_STALE_SECONDS (30)
+    assert bulk_jobs.bulk_jobs_redispatch_stale(clock.now()) == 1  # a runner thread, embedded
+    job = wait_for_job(job.pk)
+    assert (job.status, job.processed, job.succeeded, job.runs) == ("DONE", 3, 3, 2)
+    assert job.claimed_by != "dead-host:1:gone"
+    assert refreshed(targets[0]).status == "RUNNING"  # counted before the interruption, not redone
+    assert {refreshed(e).status for e in targets[1:]} == {"STOPPED"}
+    assert bulk_jobs.bulk_jobs_redispatch_stale(clock.now()) == 0  # done: nothing to resume
+
+
+def test_a_job_nobody_runs_is_sent_again_once_per_interval(
+    cast: Cast, driver: EngineDriver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sent: list[int] = []
+    monkeypatch.setattr(bulk_jobs, "bulk_job_dispatch", sent.append)  # its messages are all lost
+    job = interrupted_job(cast, running(driver, 2), quiet_for=31)
+    for _ in range(60):  # 30 s of scheduler ticks
+        scheduler.tick()
+        driver.clock.advance(0.5)
+    assert sent == [job.pk]
+    driver.clock.advance(1)
+    scheduler.tick()
+    assert sent == [job.pk, job.pk]
 
 
 def test_with_workers_elsewhere_the_job_goes_to_celery(
@@ -232,5 +285,5 @@ def test_with_workers_elsewhere_the_job_goes_to_celery(
     sent: list[int] = []
     monkeypatch.setattr(tasks.run_bulk_job, "delay", sent.append)
     settings.CELERY_BROKER_URL = "redis://example.invalid/0"  # type: ignore[attr-defined]
-    bulk.bulk_job_dispatch(41)  # no embedded worker pool in this process
+    bulk_jobs.bulk_job_dispatch(41)  # no embedded worker pool in this process
     assert sent == [41]

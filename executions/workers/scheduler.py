@@ -15,9 +15,11 @@ import time
 
 from django.conf import settings
 from django.db import close_old_connections, transaction
-from django.db.models import Q
+from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F, Q, Value
+from django.db.models.functions import Greatest, Least
+from django.db.models.lookups import LessThanOrEqual
 
-from executions import clock, dispatch, services
+from executions import bulk_jobs, clock, dispatch, services
 from executions.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
 
@@ -25,6 +27,7 @@ logger = logging.getLogger(__name__)
 
 BATCH = 200
 PURGE_EVERY_SECONDS = 60.0
+# The first re-send of a hint nobody acted on; later ones back off (see _hint_again).
 REDISPATCH_AFTER = datetime.timedelta(seconds=5)
 ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
@@ -34,8 +37,28 @@ def tick() -> int:
     now = clock.now()
     acted = _expire_leases(now) + _fire_timers(now) + _recover_plain_invokes(now)
     acted += _dispatch_due_invocations(clock.now())
-    acted += _dispatch_plain_invokes()
+    acted += _dispatch_plain_invokes(clock.now())
+    acted += bulk_jobs.bulk_jobs_redispatch_stale(clock.now())
     return acted
+
+
+def _hint_again(sent_at: str, waiting_since: str, now: datetime.datetime) -> LessThanOrEqual:
+    """Work whose last hint (``sent_at``) is old enough to send another one.
+
+    The pause after a hint is as long as the work had been waiting when it was
+    sent (``sent_at - waiting_since``), at least ``REDISPATCH_AFTER`` and at most
+    ``DURABLE_REDISPATCH_MAX_SECONDS`` (30): hints at 0, 5, 10, 20, 40, 70, 100 s...
+    A hint lost with a restarted broker is replaced within seconds, while work that
+    stays pending because no worker runs gets a few hints a minute, not one a tick.
+    """
+    cap = max(datetime.timedelta(seconds=settings.DURABLE_REDISPATCH_MAX_SECONDS), REDISPATCH_AFTER)
+    waited = ExpressionWrapper(F(sent_at) - F(waiting_since), output_field=DurationField())
+    pause = Greatest(
+        Value(REDISPATCH_AFTER, output_field=DurationField()),
+        Least(Value(cap, output_field=DurationField()), waited),
+    )
+    next_hint_at = ExpressionWrapper(F(sent_at) + pause, output_field=DateTimeField())
+    return LessThanOrEqual(next_hint_at, Value(now, output_field=DateTimeField()))
 
 
 def _expire_leases(now: datetime.datetime) -> int:
@@ -82,7 +105,7 @@ def _dispatch_due_invocations(now: datetime.datetime) -> int:
             Execution.objects.select_for_update(skip_locked=True)
             .filter(needs_invocation=True, status=ExecutionStatus.RUNNING, invocation_due_at__lte=now)
             .filter(Q(lease_owner="") | Q(lease_expires_at__lt=now))
-            .filter(Q(dispatched_at__isnull=True) | Q(dispatched_at__lt=now - REDISPATCH_AFTER))
+            .filter(Q(dispatched_at__isnull=True) | _hint_again("dispatched_at", "invocation_due_at", now))
             .values_list("pk", flat=True)[:BATCH]
         )
         if due:
@@ -91,16 +114,26 @@ def _dispatch_due_invocations(now: datetime.datetime) -> int:
     return len(due)
 
 
-def _dispatch_plain_invokes() -> int:
-    pending = _pending_plain_invokes()
+def _dispatch_plain_invokes(now: datetime.datetime) -> int:
+    """Hint again the plain calls no worker claimed: at most one hint per call per backoff step."""
+    pending = _pending_plain_invokes(now)
     dispatch.send(("plain_invoke", (execution_id, op_id)) for execution_id, op_id in pending)
     return len(pending)
 
 
 @retry_transient
-def _pending_plain_invokes() -> list[tuple[int, str]]:
-    pending = Operation.objects.filter(invoke_dispatch_pending=True, status="STARTED")
-    return list(pending.values_list("execution_id", "operation_id")[:BATCH])
+def _pending_plain_invokes(now: datetime.datetime) -> list[tuple[int, str]]:
+    # The checkpoint that started the call sent the first hint (at started_at).
+    first_hint_lost = Q(invoke_dispatched_at__isnull=True, started_at__lte=now - REDISPATCH_AFTER)
+    with transaction.atomic():
+        pending = list(
+            Operation.objects.select_for_update(skip_locked=True)
+            .filter(invoke_dispatch_pending=True, status="STARTED")
+            .filter(first_hint_lost | _hint_again("invoke_dispatched_at", "started_at", now))
+            .values_list("pk", "execution_id", "operation_id")[:BATCH]
+        )
+        Operation.objects.filter(pk__in=[pk for pk, *_ in pending]).update(invoke_dispatched_at=now)
+    return [(execution_id, op_id) for _, execution_id, op_id in pending]
 
 
 def run_forever(stop: threading.Event, interval: float | None = None) -> None:

@@ -7,8 +7,8 @@ from django.http import HttpResponse, QueryDict
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
+from executions import bulk_jobs, services
 from executions import console_queries as cq
-from executions import services
 from executions.audit import Actor
 from executions.console import bulk
 from executions.console.forms import BulkForm
@@ -37,7 +37,7 @@ def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
     if data["confirmed"] and targets and data["reason"]:
         fields = {key: data[key] for key in ("action", "scope", "query", "reason")}
         accept = bool(data["rerun_interrupted"]) and redrive
-        job = bulk.bulk_job_create(
+        job = bulk_jobs.bulk_job_create(
             Actor.console(request.user), target_ids=targets, rerun_interrupted=accept, **fields
         )
         return redirect("console:bulk-job", pk=job.pk)

@@ -284,11 +284,12 @@ class Command(BaseCommand):
     def worker(self, options: argparse.Namespace) -> None:
         if not settings.CELERY_BROKER_URL:
             raise CommandError("CELERY_BROKER_URL is not set; `durable serve` runs embedded workers")
-        from durable_console.celery import app
+        from durable_console.celery import run_worker
 
-        app.worker_main(
+        # Restarted in this process if it exits on its own (see run_worker); the worker needs
+        # no events between workers (gossip, mingle, heartbeat): the database coordinates them.
+        code = run_worker(
             [
-                "worker",
                 f"--concurrency={options.concurrency}",
                 f"--loglevel={options.loglevel}",
                 f"--pool={options.pool}",
@@ -297,6 +298,8 @@ class Command(BaseCommand):
                 "--without-heartbeat",
             ]
         )
+        if code:
+            sys.exit(code)
 
     def scheduler(self, options: argparse.Namespace) -> None:
         from executions.workers.scheduler import run_forever
