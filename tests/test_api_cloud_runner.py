@@ -116,12 +116,14 @@ class SkippingClock:
 @pytest.fixture
 def server() -> Iterator[LiveServer]:
     # Leases and retry backoffs are engine time, which jumps; keep them out of the way.
+    runner = InProcessRunner()
     with (
         override_settings(DURABLE_LEASE_SECONDS=3600, DURABLE_INVOCATION_RETRY_DELAY_SECONDS=0.05),
-        live_server(workers=3, scheduler_interval=0.02, runner=InProcessRunner()) as live,
+        live_server(workers=3, scheduler_interval=0.02, runner=runner) as live,
         SkippingClock(),
     ):
         yield live
+    runner.close()
 
 
 @pytest.fixture
