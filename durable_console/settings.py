@@ -117,11 +117,25 @@ SQLITE_OPTIONS = {
     "transaction_mode": "IMMEDIATE",
     "timeout": 10,
 }
+# A PostgreSQL connection that the server dropped (a restart, a failover) must not be kept:
+# Django checks a reused connection before its first query in a request, worker task and
+# sandbox job (CONN_HEALTH_CHECKS), and an unreachable server fails a connect or a stalled
+# connection within seconds instead of the kernel's minutes, so retries can go on.
+POSTGRES_OPTIONS = {
+    "connect_timeout": 10,
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 30_000,  # ms: sent data unacknowledged this long ends the connection
+}
 if DATABASE_URL:
-    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60)}
+    DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}
+    # Options given in the URL's query string win over these.
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
-        # Options given in the URL's query string win over these.
         DATABASES["default"]["OPTIONS"] = {**SQLITE_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
+    elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+        DATABASES["default"]["OPTIONS"] = {**POSTGRES_OPTIONS, **DATABASES["default"].get("OPTIONS", {})}
 else:
     VAR_DIR.mkdir(parents=True, exist_ok=True)
     DATABASES = {

@@ -8,6 +8,7 @@ the SDK must see, rotate the token. Wake-up hints go out after commit.
 from __future__ import annotations
 
 import datetime
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -15,7 +16,7 @@ from django.db import transaction
 
 from executions import callback_ids, clock
 from executions.batch import ChangeSet, epoch, wrap_payload
-from executions.db_retry import retry_transient
+from executions.db_retry import if_commit_lost, retry_transient
 from executions.errors import (
     InvalidCheckpointToken,
     InvalidParameterValue,
@@ -54,9 +55,10 @@ def checkpoint(
     Transient database errors are retried (``executions.db_retry``): the batch is
     applied again from scratch, since the failed transaction rolled back. If the
     COMMIT went through before the connection dropped, the retry sees the token's
-    sequence already advanced: with a ClientToken it returns the remembered
-    response; without one (the SDK sends none) it raises InvalidCheckpointToken,
-    the invocation ends and the next one replays from the committed state.
+    sequence already advanced: it returns this attempt's response (``if_commit_lost``);
+    a caller repeating the call itself (an HTTP client's retry) gets the remembered
+    response with a ClientToken, and InvalidCheckpointToken without one (the
+    invocation ends and the next one replays from the committed state).
     """
     if not isinstance(token, str) or not token:
         raise InvalidParameterValue("CheckpointToken is required")
@@ -80,7 +82,15 @@ def checkpoint(
             _remember(execution, client_token, token, _response(execution, delta, as_epoch_seconds))
             extra += ["last_client_token", "last_inbound_token", "last_response", "last_client_token_at"]
         commit_changes(changes, extra_fields=tuple(extra))
+        # Only this invocation holds the token, so the sequence it moves to says whether it committed.
+        if_commit_lost(
+            response, partial(_advanced, execution.pk, execution.invocation_count, execution.checkpoint_seq)
+        )
     return response
+
+
+def _advanced(execution_id: int, invocation: int, seq: int) -> bool:
+    return Execution.objects.filter(pk=execution_id, invocation_count=invocation, checkpoint_seq=seq).exists()
 
 
 def lock_execution(arn: str) -> Execution:

@@ -11,12 +11,31 @@ transaction that re-reads everything it needs, so running it again after a
 rollback is the same as running it for the first time.
 
 A retry may also follow a COMMIT that did reach the server before the connection
-dropped, so every decorated entry point must be harmless to run twice; how each
-one is, is written next to it.
+dropped (an immediate shutdown can commit and die before answering), so every
+decorated entry point must be harmless to run twice; how each one is, is written
+next to it. Where running it twice would answer differently (a checkpoint finds
+its own token used; an invocation begin finds the lease taken), the entry point
+names a read that tells whether its transaction committed (``if_commit_lost``),
+and the retry returns the first attempt's answer when it did.
 
 Only an outermost call retries. Inside a caller's ``transaction.atomic`` block the
 error is re-raised at once: the caller's transaction is broken (PostgreSQL aborted
-it, or the connection is gone) and only the caller can start it again.
+it, or the connection is gone) and only the caller can start it again. Likewise a
+decorated call made inside another retrying call (``retry_transient`` or ``call``)
+does not retry on its own: the outer one runs the whole unit again, so the budget
+is spent once, not once per layer.
+
+Every try starts on a connection that is not known to be broken: a connection
+psycopg has marked broken (the server went away) is dropped before each attempt,
+and an error that left the connection broken is retried on a new one whatever its
+class. Django itself never drops it: a thread whose connection broke outside a
+retried call kept it, and every later statement on that thread failed with "the
+connection is lost" until the process restarted.
+
+Code that is not a decorated entry point (reads such as ``limits_for_version``, a
+worker's own queries, handler-side database access) runs through ``call``, which
+retries it the same way; ``attempt`` makes one try and only drops a lost
+connection, for callers that pace their own retries (the lease renewer).
 """
 
 from __future__ import annotations
@@ -26,12 +45,15 @@ import functools
 import logging
 import random
 import sqlite3
+import threading
 import time
 from collections.abc import Callable
-from typing import ParamSpec, TypeVar
+from dataclasses import dataclass
+from typing import Any, ParamSpec, TypeVar
 
 from django.conf import settings
-from django.db import DatabaseError, InterfaceError, OperationalError, transaction
+from django.db import Error as DjangoError
+from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from executions.errors import ServiceError
@@ -127,36 +149,227 @@ def retry_transient(fn: Callable[P, R]) -> Callable[P, R]:
 
     @functools.wraps(fn)
     def retrying(*args: P.args, **kwargs: P.kwargs) -> R:
-        deadline = time.monotonic() + budget_seconds()
-        attempt = 0
-        while True:
-            try:
-                return fn(*args, **kwargs)
-            except DatabaseError as exc:
-                attempt += 1
-                pause = _pause_before_retry(fn, exc, attempt, deadline)
-            except Exception as exc:  # psycopg's own classes: not DatabaseError subclasses
-                if psycopg is None or not isinstance(exc, psycopg.Error):
-                    raise
-                attempt += 1
-                pause = _pause_before_retry(fn, exc, attempt, deadline)
-            time.sleep(pause)
+        return call(fn, *args, **kwargs)
 
+    retrying.retries_transient = True  # type: ignore[attr-defined]
     return retrying
 
 
-def _pause_before_retry(fn: Callable[..., object], exc: Exception, attempt: int, deadline: float) -> float:
-    """The pause before the next attempt, or re-raise ``exc`` when there is none to make."""
+@dataclass(frozen=True)
+class _CommitOutcome:
+    """What an attempt would have returned had its COMMIT been acknowledged."""
+
+    result: Any
+    committed: Callable[[], bool]
+    hooks: list[Callable[[], object]]
+
+
+class _State(threading.local):
+    depth = 0  # retrying calls active on this thread; the outermost (depth 1) owns the retries
+    outcome: _CommitOutcome | None = None
+
+
+_state = _State()
+
+
+def call(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """``fn(*args, **kwargs)``, retried like a ``retry_transient`` entry point.
+
+    ``fn`` must be safe to run again after a rollback (one transaction, or reads).
+    Inside another retrying call it runs once: the outer call retries the unit.
+    """
+    if getattr(fn, "retries_transient", False):
+        return fn(*args, **kwargs)  # a ``retry_transient`` entry point retries itself
+    if _state.depth:
+        return _nested(fn, args, kwargs)
+    deadline = time.monotonic() + budget_seconds()
+    attempt_number = 0
+    unknown: _CommitOutcome | None = None  # an attempt whose COMMIT may have gone through
+    while True:
+        try:
+            if unknown is not None and _once(unknown.committed, (), {}):
+                return _settle(fn, unknown)
+            unknown = None
+            return _once(fn, args, kwargs)
+        except Exception as exc:
+            if not is_database_error(exc):
+                raise
+            reconnected = _drop_if_lost(exc)
+            if reconnected and unknown is None:
+                unknown = _state.outcome
+            attempt_number += 1
+            pause = _pause_before_retry(fn, exc, attempt_number, deadline, reconnected)
+        finally:
+            _state.outcome = None
+        time.sleep(pause)
+
+
+def attempt(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """One try of ``fn``, for callers that pace their own retries; nothing inside it retries.
+
+    It starts on a connection not known to be broken, and a connection that the
+    error left lost or broken is closed before the error propagates, so the
+    caller's next try opens a fresh one.
+    """
+    try:
+        return _once(fn, args, kwargs)
+    except Exception as exc:
+        if is_database_error(exc):
+            _drop_if_lost(exc)
+        raise
+    finally:
+        _state.outcome = None
+
+
+def if_commit_lost(result: Any, committed: Callable[[], bool]) -> None:
+    """Say, as the last step of a retried call's transaction, what its COMMIT would return.
+
+    A connection lost during COMMIT leaves it unknown whether the transaction
+    committed (PostgreSQL may have written it and died before answering). Run again,
+    a call finds its own writes and answers differently: a checkpoint finds its token
+    used, a claim finds the work claimed. So the retry first runs ``committed()``, a
+    read on a new connection that tells whether this transaction's writes are there,
+    and if they are it returns ``result`` and runs the transaction's on-commit hooks,
+    as if the acknowledgement had arrived. Only the outermost call's transaction counts.
+    """
+    connection = transaction.get_connection()
+    if _state.depth != 1 or not connection.in_atomic_block or connection.savepoint_ids:
+        return
+    hooks = [hook for _savepoints, hook, _robust in connection.run_on_commit]
+    _state.outcome = _CommitOutcome(result, committed, hooks)
+
+
+def call_verified(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:
+    """Like ``call``, but ``fn`` is never applied twice: it runs as one transaction, and
+    after a lost connection its COMMIT is checked instead of assumed lost.
+
+    For units whose second run would repeat an effect (an insert, a claim) and that
+    name no check of their own (``if_commit_lost``). On PostgreSQL the check is the
+    transaction's status (``pg_xact_status`` of its id), one more statement per unit;
+    SQLite has no connection to lose between COMMIT and its answer, so there ``fn``
+    runs as ``call`` runs it.
+    """
+    if transaction.get_connection().vendor != "postgresql":
+        return call(fn, *args, **kwargs)
+
+    @functools.wraps(fn, updated=())  # fn's name in the log lines, not its retry marker
+    def verified(*args: Any, **kwargs: Any) -> R:
+        return _verified_unit(fn, *args, **kwargs)
+
+    return call(verified, *args, **kwargs)
+
+
+call_verified.retries_transient = True  # type: ignore[attr-defined]
+
+
+def _verified_unit(fn: Callable[..., R], *args: Any, **kwargs: Any) -> R:
+    with transaction.atomic():
+        result = fn(*args, **kwargs)
+        with transaction.get_connection().cursor() as cursor:
+            cursor.execute("SELECT pg_current_xact_id_if_assigned()::text")
+            (xid,) = cursor.fetchone()
+        if xid is not None:  # None: the unit wrote nothing, so running it again is harmless
+            if_commit_lost(result, functools.partial(_transaction_committed, xid))
+    return result
+
+
+def _transaction_committed(xid: str) -> bool:
+    with transaction.get_connection().cursor() as cursor:
+        cursor.execute("SELECT pg_xact_status(%s::xid8)", [xid])
+        (status,) = cursor.fetchone()
+    return status == "committed"
+
+
+def _settle(fn: Callable[..., R], outcome: _CommitOutcome) -> R:
+    logger.warning("%s: the transaction had committed before the connection was lost", fn.__qualname__)
+    for hook in outcome.hooks:
+        try:
+            hook()
+        except Exception:  # as Django does for a robust on-commit hook: log it and go on
+            logger.exception("%s: on-commit hook failed", fn.__qualname__)
+    return outcome.result
+
+
+def _nested(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    _state.depth += 1
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        _state.depth -= 1
+
+
+def _once(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:
+    if not transaction.get_connection().in_atomic_block:
+        drop_broken_connections()
+    return _nested(fn, args, kwargs)
+
+
+def _drop_if_lost(exc: BaseException) -> bool:
+    """Close the connection if ``exc`` lost it or left it broken; True if it was closed."""
+    connection = transaction.get_connection()
+    if connection.in_atomic_block:
+        return False  # the caller's transaction owns the connection; it recovers it
+    if classify(exc) is Transient.RECONNECT or is_broken(connection):
+        _close_quietly(connection)
+        return True
+    return False
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """A database error of Django's (``InterfaceError`` included) or of psycopg's own classes."""
+    if isinstance(exc, (DjangoError, sqlite3.Error)):
+        return True
+    return psycopg is not None and isinstance(exc, psycopg.Error)
+
+
+def is_broken(connection: BaseDatabaseWrapper) -> bool:
+    """Whether the driver knows this connection is unusable (psycopg: the server went away)."""
+    raw = connection.connection
+    return raw is not None and bool(getattr(raw, "closed", False))
+
+
+def drop_broken_connections() -> None:
+    """Close this thread's connections that the driver knows are broken (no round trip)."""
+    for connection in connections.all(initialized_only=True):
+        if not connection.in_atomic_block and is_broken(connection):
+            _close_quietly(connection)
+
+
+def drop_stale_connections() -> None:
+    """Close this thread's connections that broke or outlived ``CONN_MAX_AGE`` (no round trip).
+
+    What Django's ``close_old_connections`` does at the start of a request, minus the
+    health check it arms (one ``SELECT 1`` before the next query): for threads that run
+    many small units of work, where a check per unit would cost a round trip each.
+    """
+    now = time.monotonic()
+    for connection in connections.all(initialized_only=True):
+        if connection.in_atomic_block or connection.connection is None:
+            continue
+        if is_broken(connection) or (connection.close_at is not None and now >= connection.close_at):
+            _close_quietly(connection)
+
+
+def _pause_before_retry(
+    fn: Callable[..., object], exc: Exception, attempt: int, deadline: float, reconnected: bool
+) -> float:
+    """The pause before the next attempt, or re-raise ``exc`` when there is none to make.
+
+    An error of any class that left the connection broken (``reconnected``) is
+    transient: the same call on a new connection is a different matter.
+    """
     kind = classify(exc)
     connection = transaction.get_connection()
-    if kind is None or connection.in_atomic_block:
-        raise exc  # not transient, or the caller's transaction is the one to run again
+    if connection.in_atomic_block:
+        raise exc  # the caller's transaction is the one to run again
+    if kind is None and reconnected:
+        kind = Transient.RECONNECT
+    if kind is None:
+        raise exc  # not transient: the same call fails the same way again
     pause = _backoff(attempt)
     if time.monotonic() + pause > deadline:
         logger.error("%s: giving up after %d attempts: %s", fn.__qualname__, attempt, exc)
         raise exc
-    if kind is Transient.RECONNECT:
-        _close_quietly(connection)
     logger.warning(
         "%s: transient database error, retry %d in %.2f s%s: %s",
         fn.__qualname__,
@@ -178,5 +391,5 @@ def _close_quietly(connection: BaseDatabaseWrapper) -> None:
     """Drop the broken connection; Django opens a fresh one on the next query."""
     try:
         connection.close()
-    except DatabaseError:
+    except DjangoError:
         pass  # closing a dead connection may fail; it is dropped either way

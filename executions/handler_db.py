@@ -9,6 +9,15 @@ every invocation would leave connections behind. Routing all such queries
 through one long-lived thread keeps a single connection per process, and
 serialises the writes, which SQLite wants anyway.
 
+Each unit of work (``fn``) survives a restarting database: a transient error
+(a lost connection, SQLite's "locked", a serialization failure) drops the broken
+connection and runs the unit again with backoff, instead of failing the handler's
+step with an ``OperationalError`` that its retry strategy would count as an
+attempt. A unit runs as one transaction, and a COMMIT whose answer was lost is
+checked rather than assumed lost (``executions.db_retry.call_verified``), so a
+ledger entry is never written twice. A sandbox child checks this thread's
+connection at the start of each job (:func:`check_connection`).
+
 Call :func:`close` when the database is about to go away (test teardown, worker
 shutdown) so this thread's connection does not hold it open.
 """
@@ -17,18 +26,17 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from django.db import OperationalError, close_old_connections, connections
+from django.db import close_old_connections, connections
+
+from executions import db_retry
 
 T = TypeVar("T")
 
 THREAD_NAME = "durable-handler-db"
-# Back-off before retrying a statement SQLite refused with "locked" (about 5 s in all).
-LOCKED_RETRY_DELAYS: tuple[float, ...] = (0.005, 0.01, 0.02, 0.05) + (0.1,) * 48
 
 _lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
@@ -53,20 +61,10 @@ def _executor() -> ThreadPoolExecutor:
 
 
 def _fresh(fn: Callable[..., T], *args: Any) -> T:
-    # Drop a connection that broke or outlived CONN_MAX_AGE, as a request would.
-    close_old_connections()
-    for delay in LOCKED_RETRY_DELAYS:
-        try:
-            return fn(*args)
-        except OperationalError as error:
-            # SQLite's shared-cache mode (an in-memory database) reports a busy
-            # table at once instead of waiting out busy_timeout. The statement
-            # did not run (``fn`` must be one transaction), so it is safe to try
-            # again shortly.
-            if "locked" not in str(error):
-                raise
-            time.sleep(delay)
-    return fn(*args)
+    # Drop a connection that broke or outlived CONN_MAX_AGE, as a request would (without
+    # the health-check round trip: that is once per job, see check_connection).
+    db_retry.drop_stale_connections()
+    return db_retry.call_verified(fn, *args)
 
 
 def run(fn: Callable[..., T], *args: Any) -> T:
@@ -74,6 +72,16 @@ def run(fn: Callable[..., T], *args: Any) -> T:
     if threading.current_thread().name.startswith(THREAD_NAME):
         return fn(*args)
     return _executor().submit(_fresh, fn, *args).result()
+
+
+def check_connection() -> None:
+    """Check the thread's connection before the next query (Django's CONN_HEALTH_CHECKS).
+
+    For the start of a job that may come long after the last one: a connection the
+    database dropped meanwhile is replaced before handler code needs it.
+    """
+    if _pool is not None:
+        _pool.submit(close_old_connections).result()
 
 
 def close() -> None:

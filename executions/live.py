@@ -32,8 +32,10 @@ from collections.abc import Iterable
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
+
+from executions import db_retry
 
 logger = logging.getLogger(__name__)
 
@@ -138,10 +140,14 @@ def send(messages: list[tuple[str, str]], own_loop: asyncio.AbstractEventLoop | 
 
 
 def flush(execution_ids: set[int], own_loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Render and send the fragments for these executions now."""
+    """Render and send the fragments for these executions now.
+
+    The reads are retried on transient database errors (a restarted server) on a
+    fresh connection, so a push is late rather than lost.
+    """
     if not has_listeners_here():
         return
-    send(render_messages(execution_ids), own_loop)
+    send(db_retry.call(render_messages, execution_ids), own_loop)
 
 
 # --- the pusher thread -------------------------------------------------------------------
@@ -172,10 +178,15 @@ class _Pusher:
             time.sleep(settings.DURABLE_LIVE_DEBOUNCE_SECONDS)  # let the burst finish
             with self.condition:
                 batch, self.pending = self.pending, set()
+            # A burst may come long after the last one: check the connection first
+            # (CONN_HEALTH_CHECKS), so one the database dropped meanwhile is replaced.
+            close_old_connections()
             try:
                 flush(batch, loop)
             except Exception:
                 logger.warning("live update of %d execution(s) failed", len(batch), exc_info=True)
+                connections.close_all()  # whatever broke, the next burst starts on a new connection
+                continue
             with self.condition:
                 idle = not self.pending
             if idle:  # a quiet moment: give the database connection back

@@ -11,6 +11,7 @@ import datetime
 import json
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from django.conf import settings
@@ -20,7 +21,7 @@ from executions import clock
 from executions.batch import ChangeSet, wrap_payload
 from executions.callback_ids import hash_callback_id
 from executions.checkpoint import checkpoint, current_token, get_state, lock_execution
-from executions.db_retry import retry_transient
+from executions.db_retry import if_commit_lost, retry_transient
 from executions.errors import (
     CallbackTimeout,
     InvalidParameterValue,
@@ -120,9 +121,9 @@ def invocation_begin(
     Takes the lease, starts a new token lineage and builds the first page of
     state. Due timers are completed first, so the handler sees them.
 
-    Run again after a COMMIT that went through (a retry), it finds the lease held
-    and returns None: nobody runs that invocation, so at lease expiry the scheduler
-    records it lost and requests another one (one attempt spent, nothing lost).
+    A retry after a COMMIT that went through but was never acknowledged (a lost
+    connection) returns the invocation that COMMIT began (``if_commit_lost``: its
+    record is there). A retry that finds the lease held otherwise returns None.
     """
     with transaction.atomic():
         execution = lock_execution_by_pk(execution_id)
@@ -167,7 +168,7 @@ def invocation_begin(
             ),
         )
         operations, next_marker = _first_page(execution, ts)
-        return InvocationInput(
+        begun = InvocationInput(
             execution_id=execution.pk,
             arn=execution.arn,
             invocation=execution.invocation_count,
@@ -182,6 +183,12 @@ def invocation_begin(
             function_version=execution.function_version,
             tenant_id=execution.tenant_id,
         )
+        if_commit_lost(begun, partial(_invocation_recorded, execution.pk, request_id))
+        return begun
+
+
+def _invocation_recorded(execution_id: int, request_id: str) -> bool:
+    return Invocation.objects.filter(execution_id=execution_id, request_id=request_id).exists()
 
 
 def function_name_of(arn: str) -> str:

@@ -9,6 +9,7 @@ handlers in sandboxes; tests of that live in tests/test_sandbox*.py.
 from __future__ import annotations
 
 import os
+import threading
 
 from executions.functions import FunctionLimits
 from executions.services import InvocationInput
@@ -23,7 +24,10 @@ class InProcessRunner:
         tune_sdk()
         self.runtime = HandlerRuntime()
 
-    def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> SandboxRun:
+    def run_durable(
+        self, invocation: InvocationInput, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
+        # ``cancel`` is not honoured: nothing can stop a handler on the calling thread.
         return SandboxRun(self.runtime.run_durable(invocation, limits), None, os.getpid(), None)
 
     def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun:

@@ -7,6 +7,12 @@ records the outcome. The handler itself runs in a sandbox child
 MemorySize; a timeout, crash or memory overrun is recorded as a failed
 invocation and retried like a raised one. The invoker keeps going while the
 execution needs another invocation right away, saving a dispatch round trip.
+
+Its database work runs on one long-lived thread and survives a restarting
+database: every call retries transient errors on a fresh connection
+(``executions.db_retry``), and each task starts with Django's connection check.
+A handler whose lease cannot be kept is stopped (see ``_LeaseRenewer``), so a
+takeover never runs the same step while it still runs.
 """
 
 from __future__ import annotations
@@ -15,14 +21,16 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, Protocol, TypeVar
 
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 
-from executions import services
+from executions import db_retry, services
 from executions.errors import ServiceError
 from executions.functions import FunctionLimits, function_arn, function_resolve, limits_for_version
 from executions.models import InvocationOutcome, Operation
@@ -49,7 +57,11 @@ def default_worker_name() -> str:
 class HandlerRunner(Protocol):
     """Runs one handler call somewhere and says how it went."""
 
-    def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> SandboxRun: ...
+    def run_durable(
+        self, invocation: InvocationInput, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
+        """Run the handler; once ``cancel`` is set, stop it and return a LOST failure."""
+        ...
 
     def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun: ...
 
@@ -64,15 +76,24 @@ class SandboxRunner:
     def pool(self) -> SandboxPool:
         return self._pool or shared_pool()
 
-    def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> SandboxRun:
-        return self._run("durable", invocation, limits, invocation.request_id)
+    def run_durable(
+        self, invocation: InvocationInput, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
+        return self._run("durable", invocation, limits, invocation.request_id, cancel)
 
     def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun:
         return self._run("plain", call, limits, f"{call.function_name}:{call.function_version}")
 
-    def _run(self, kind: str, job: Any, limits: FunctionLimits, request_id: str) -> SandboxRun:
+    def _run(
+        self,
+        kind: str,
+        job: Any,
+        limits: FunctionLimits,
+        request_id: str,
+        cancel: threading.Event | None = None,
+    ) -> SandboxRun:
         try:
-            return self.pool.run(kind, job, limits, request_id)
+            return self.pool.run(kind, job, limits, request_id, cancel)
         except SandboxUnavailable as exc:  # recorded like a crash, so it is retried
             logger.error("%s", exc)
             error = {"ErrorType": EXIT_ERROR, "ErrorMessage": str(exc)}
@@ -94,26 +115,41 @@ class Invoker:
         self._db_thread.shutdown(wait=True)
 
     def _db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        return self._db_thread.submit(fn, *args, **kwargs).result()
+        """``fn`` on this worker's database thread, transient errors retried (``db_retry.call``)."""
+        return self._db_thread.submit(db_retry.call, fn, *args, **kwargs).result()
+
+    def _check_connection(self) -> None:
+        # A task may come long after the last one, and the database may have restarted
+        # in between: check the connection first (CONN_HEALTH_CHECKS), as a request does.
+        self._db(close_old_connections)
 
     def run_execution(self, execution_id: int) -> int:
         """Run invocations of the execution while one is due now; return how many ran."""
+        self._check_connection()
         count = 0
         while True:
+            claimed_at = time.monotonic()  # the lease runs from a moment after this one
             invocation = self._db(services.invocation_begin, execution_id, worker=self.worker)
             if invocation is None:
                 return count
-            self._run_once(invocation)
+            self._run_once(invocation, claimed_at)
             count += 1
 
-    def _run_once(self, invocation: InvocationInput) -> None:
+    def _run_once(self, invocation: InvocationInput, claimed_at: float) -> None:
         limits = self._db(limits_for_version, invocation.function_id, invocation.function_version)
-        renewer = _LeaseRenewer(self, invocation)
+        renewer = _LeaseRenewer(self, invocation, claimed_at)
         renewer.start()
         try:
-            run = self.runner.run_durable(invocation, limits)
+            run = self.runner.run_durable(invocation, limits, cancel=renewer.lost)
         finally:
             renewer.stop()
+        if run.failure is not None and run.failure.outcome == InvocationOutcome.LOST:
+            # Stopped because the lease is gone: the takeover records this invocation
+            # (LOST) and runs the next one; anything recorded here would race it.
+            logger.warning(
+                "invocation %s of %s stopped: its lease was lost", invocation.invocation, invocation.arn
+            )
+            return
         result = run.result if isinstance(run.result, DurableResult) else DurableResult()
         self._db(
             services.invocation_finish,
@@ -128,7 +164,10 @@ class Invoker:
 
     def run_plain_invoke(self, execution_id: int, operation_id: str) -> None:
         """Call a plain (non-durable) chained-invoke target once and record its outcome."""
-        op = self._db(services.plain_invoke_claim, execution_id, operation_id)
+        self._check_connection()
+        # Verified: a claim whose COMMIT answer was lost, run again, would find the call
+        # claimed and never make it (it would fail at claim expiry as "may not have run").
+        op = self._db(db_retry.call_verified, services.plain_invoke_claim, execution_id, operation_id)
         if op is None:
             return
         result = self._call_plain(op)
@@ -176,12 +215,31 @@ def plain_result(run: SandboxRun) -> PlainResult:
 
 
 class _LeaseRenewer:
-    """Extends the lease every third of its length while the handler runs."""
+    """Keeps the invocation's lease while its handler runs; stops the handler once it is gone.
 
-    def __init__(self, invoker: Invoker, invocation: InvocationInput) -> None:
+    Renews every third of the lease. A renewal that fails (the database restarting,
+    a lost connection, a server that does not answer) is tried again every
+    ``RETRY_SECONDS`` on a fresh connection while the lease lasts. The renewer gives
+    up when the lease is truly gone: a renewal finds it taken (the scheduler expired
+    it), or no renewal went through before it would expire, after which the
+    scheduler may take the execution over at any moment. Giving up sets ``lost``;
+    the sandbox supervisor then kills the child running the handler, so the
+    takeover's invocation never runs alongside this one.
+    """
+
+    RETRY_SECONDS = 0.2
+    # Give up this share of the lease before it runs out: the kill takes a few
+    # milliseconds, and the scheduler's clock may be a little ahead of this host's.
+    SAFETY_SHARE = 0.1
+
+    def __init__(self, invoker: Invoker, invocation: InvocationInput, claimed_at: float) -> None:
         self._invoker = invoker
         self._invocation = invocation
+        self._lease = float(settings.DURABLE_LEASE_SECONDS)
+        self._expires_at = claimed_at + self._lease  # monotonic; the real expiry is later
+        self._pending: Future[bool] | None = None
         self._stopped = threading.Event()
+        self.lost = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="durable-lease")
 
     def start(self) -> None:
@@ -192,18 +250,46 @@ class _LeaseRenewer:
         self._thread.join()
 
     def _run(self) -> None:
-        interval = settings.DURABLE_LEASE_SECONDS / 3
-        while not self._stopped.wait(interval):
-            try:
-                renewed = self._invoker._db(
-                    services.lease_renew,
-                    self._invocation.execution_id,
-                    self._invocation.invocation,
-                    self._invoker.worker,
-                )
-            except Exception:  # the database is away for a moment: try again next interval
-                logger.warning("lease renewal for %s failed", self._invocation.arn, exc_info=True)
-                continue
-            if not renewed:
-                logger.warning("lease lost for %s", self._invocation.arn)
+        pause = self._lease / 3
+        while not self._stopped.wait(pause):
+            tried_at = time.monotonic()
+            renewed = self._renew(self._give_up_at() - tried_at)
+            if renewed:
+                self._expires_at = tried_at + self._lease
+                pause = self._lease / 3
+            elif renewed is False:
+                self._give_up("lease lost (taken over)")
                 return
+            elif time.monotonic() >= self._give_up_at():
+                self._give_up("lease not renewed before it expired")
+                return
+            else:
+                pause = min(self.RETRY_SECONDS, max(0.0, self._give_up_at() - time.monotonic()))
+
+    def _give_up_at(self) -> float:
+        return self._expires_at - self._lease * self.SAFETY_SHARE
+
+    def _renew(self, timeout: float) -> bool | None:
+        """True renewed, False the lease is someone else's, None unknown (an error, or no answer in time)."""
+        if self._pending is None or self._pending.done():  # else: still waiting on the last one
+            self._pending = self._invoker._db_thread.submit(
+                db_retry.attempt,
+                services.lease_renew,
+                self._invocation.execution_id,
+                self._invocation.invocation,
+                self._invoker.worker,
+            )
+        deadline = time.monotonic() + timeout
+        while True:
+            try:  # in slices, so a handler that ends meanwhile is not kept waiting for this answer
+                return self._pending.result(timeout=max(0.0, min(0.1, deadline - time.monotonic())))
+            except FutureTimeout:
+                if self._stopped.is_set() or time.monotonic() >= deadline:
+                    return None
+            except Exception as exc:  # the database is away for a moment: try again shortly
+                logger.warning("lease renewal for %s failed: %s", self._invocation.arn, exc)
+                return None
+
+    def _give_up(self, why: str) -> None:
+        logger.error("%s for %s: stopping its handler", why, self._invocation.arn)
+        self.lost.set()

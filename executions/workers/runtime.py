@@ -26,7 +26,7 @@ from aws_durable_execution_sdk_python.execution import (
 )
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
 from django.conf import settings
-from django.db import connections
+from django.db import close_old_connections, connections
 
 from executions.functions import FunctionLimits, load_handler
 from executions.services import InvocationInput
@@ -110,6 +110,10 @@ class HandlerRuntime:
     def close(self) -> None:
         self._db_thread.submit(connections.close_all).result()
         self._db_thread.shutdown(wait=True)
+
+    def check_connection(self) -> None:
+        """Check the checkpoint thread's connection before its next query (CONN_HEALTH_CHECKS)."""
+        self._db_thread.submit(close_old_connections).result()
 
     def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> DurableResult:
         deadline = time.monotonic() + limits.timeout_seconds

@@ -9,7 +9,9 @@ on the worker's own thread, waits for the reply with the function's limits:
 - a child that exits or is killed by a signal is noticed at once (its end of
   the socket closes): ``Runtime.ExitError``;
 - a child whose memory grows past ``MemorySize`` during the job is killed:
-  ``Runtime.OutOfMemory`` (see ``_memory_exceeded``).
+  ``Runtime.OutOfMemory`` (see ``_memory_exceeded``);
+- a job whose caller sets its ``cancel`` event (the invoker's lease renewer,
+  once the lease is gone) is killed at once: outcome ``LOST``.
 
 A failed child is replaced at once (the replacement boots while the failure is
 recorded). Children are reused across jobs, so an invocation costs a message
@@ -136,8 +138,15 @@ class SandboxChild:
         self.started_rss_kb: int | None = None
         self._settings_sent: dict[str, Any] | None = None
 
-    def run(self, kind: str, job: Any, limits: FunctionLimits, request_id: str) -> SandboxRun:
-        """Send one job and wait for its reply within the function's limits."""
+    def run(
+        self,
+        kind: str,
+        job: Any,
+        limits: FunctionLimits,
+        request_id: str,
+        cancel: threading.Event | None = None,
+    ) -> SandboxRun:
+        """Send one job and wait for its reply within the function's limits, or until ``cancel``."""
         self._wait_ready(request_id)
         current = durable_settings()
         changed = current if current != self._settings_sent else None
@@ -145,7 +154,7 @@ class SandboxChild:
         baseline = rss_kb(self.pid) or 0
         self.conn.send((kind, job, limits, changed))
         self.jobs += 1
-        return self._await_reply(limits, request_id, baseline)
+        return self._await_reply(limits, request_id, baseline, cancel)
 
     def _wait_ready(self, request_id: str) -> None:
         if self.ready:
@@ -168,11 +177,17 @@ class SandboxChild:
             f"({self._exit_description()})"
         )
 
-    def _await_reply(self, limits: FunctionLimits, request_id: str, baseline: int) -> SandboxRun:
+    def _await_reply(
+        self, limits: FunctionLimits, request_id: str, baseline: int, cancel: threading.Event | None
+    ) -> SandboxRun:
         started = time.monotonic()
         deadline = started + limits.timeout_seconds
         peak = baseline
         while True:
+            if cancel is not None and cancel.is_set():
+                self.kill()
+                message = "Runtime exited with error: signal: killed (the invocation's lease was lost)"
+                return self._failed(InvocationOutcome.LOST, EXIT_ERROR, request_id, message, peak, baseline)
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self.kill()
@@ -310,9 +325,16 @@ class SandboxPool:
         for _ in range(max(0, wanted)):
             self._put_idle(self._spawn())
 
-    def run(self, kind: str, job: Any, limits: FunctionLimits, request_id: str) -> SandboxRun:
+    def run(
+        self,
+        kind: str,
+        job: Any,
+        limits: FunctionLimits,
+        request_id: str,
+        cancel: threading.Event | None = None,
+    ) -> SandboxRun:
         with self._child() as child:
-            return child.run(kind, job, limits, request_id)
+            return child.run(kind, job, limits, request_id, cancel)
 
     @contextlib.contextmanager
     def _child(self) -> Iterator[SandboxChild]:

@@ -89,10 +89,21 @@ def _serve(conn: Connection, runtime: HandlerRuntime) -> None:
 def _run_job(
     runtime: HandlerRuntime, kind: str, job: Any, limits: FunctionLimits
 ) -> DurableResult | PlainResult:
+    _check_connections(runtime)
     with function_environment(limits.environment_variables), address_space_ceiling(limits.memory_mb):
         if kind == "durable":
             return runtime.run_durable(job, limits)
         return runtime.run_plain(job, limits)
+
+
+def _check_connections(runtime: HandlerRuntime) -> None:
+    """A job may come long after the last one, and the database may have restarted in
+    between: have Django check both database threads' connections (CONN_HEALTH_CHECKS)
+    before the job's first query, as it does at the start of a request."""
+    from executions import handler_db
+
+    runtime.check_connection()
+    handler_db.check_connection()
 
 
 @contextlib.contextmanager

@@ -141,6 +141,9 @@ def run_forever(stop: threading.Event, interval: float | None = None) -> None:
     interval = interval or settings.DURABLE_SCHEDULER_INTERVAL_SECONDS
     next_purge = 0.0
     while not stop.is_set():
+        # The database may have restarted since the last tick: check the connection
+        # before relying on it (CONN_HEALTH_CHECKS), as Django does for a request.
+        close_old_connections()
         try:
             tick()
             if time.monotonic() >= next_purge:
