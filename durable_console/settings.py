@@ -238,8 +238,9 @@ if REDIS_URL:
     }
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
-# The cache holds login-failure counts: in Redis they are shared by every web process; the
-# embedded server is one process, so its own memory will do.
+# The cache holds login-failure counts and the console's shared counts, charts and board
+# (executions/console_cache.py): in Redis they are shared by every web process (one process
+# computes, all serve it); the embedded server is one process, so its own memory will do.
 if REDIS_URL:
     CACHES = {
         "default": {

@@ -20,6 +20,11 @@ Performance notes (PostgreSQL, 1,000,000 executions; figures in README.md,
   matches are grouped by status; exact up to the cap, past it every count is a
   lower bound (``"1,748+"``). Exact counts of a million rows would cost a scan
   of them per request (``execution_counts_by_status``: ~300 ms here).
+- What every view of the home page or the list would otherwise compute again
+  (exact counts, chip counts, charts, the waiting board, the function names)
+  goes through ``executions.console_cache`` (the ``wanted_*`` functions): one
+  computation serves every viewer for a few seconds and is refreshed off the
+  request path, so a view costs the same however many executions run.
 - List rows do not load the large columns (``LIST_DEFERRED_FIELDS``: input,
   result, idempotency bookkeeping); reading one of them on a list row costs a
   query per row. The detail page loads full rows, thousands of them without
@@ -33,6 +38,7 @@ import binascii
 import dataclasses
 import datetime
 import gc
+import hashlib
 import html
 import json
 import re
@@ -49,6 +55,7 @@ from django.http import QueryDict
 from django.utils import timezone
 
 from executions import clock
+from executions.console_cache import Cached, Wanted
 from executions.models import (
     OPEN_EXECUTION_STATUSES,
     Execution,
@@ -441,6 +448,31 @@ def execution_counts_by_status() -> dict[str, int]:
     return counts
 
 
+# --- cached counts (executions.console_cache: shared by every view, refreshed off the request) ---
+
+
+def wanted_counts_by_status() -> Wanted[dict[str, int]]:
+    """``execution_counts_by_status()``, for ``console_cache.cached_many``."""
+    return Wanted("counts-by-status", lambda _: execution_counts_by_status())
+
+
+def wanted_status_counts(filters: ExecutionFilters) -> Wanted[dict[str, int | str]]:
+    """``status_counts(filters)``, for ``console_cache.cached_many``.
+
+    Keyed by every filter but the status one (the counts ignore it), relative
+    times as typed: ``?after=24h`` and ``?after=24h&status=FAILED`` share one entry.
+    """
+    digest = hashlib.sha256(filters.to_query(statuses=()).encode()).hexdigest()[:32]
+    return Wanted(f"status-counts:{digest}", lambda _: status_counts(filters))
+
+
+def wanted_function_names() -> Wanted[list[str]]:
+    """Every function's name, sorted (the list's function filter)."""
+    return Wanted(
+        "function-names", lambda _: list(Function.objects.order_by("name").values_list("name", flat=True))
+    )
+
+
 # --- activity chart ------------------------------------------------------------------------
 
 
@@ -641,6 +673,19 @@ def _span_text(buckets: Sequence[ActivityBucket]) -> str:
     return f" between {_time_label(buckets[0].start, buckets)} and {_time_label(end, buckets)}"
 
 
+def wanted_activity_chart(*, window: datetime.timedelta, buckets: int, title: str) -> Wanted[str]:
+    """``activity_svg(activity(...))`` ending at the moment computed for (the home page's charts).
+
+    The last hour's slices count every execution started in it: computed on each
+    view, it would cost more the busier the engine is.
+    """
+    title_digest = hashlib.sha256(title.encode()).hexdigest()[:16]
+    return Wanted(
+        f"activity-chart:{int(window.total_seconds())}:{buckets}:{title_digest}",
+        lambda moment: activity_svg(activity(moment, window=window, buckets=buckets), title=title),
+    )
+
+
 # --- waiting on people ---------------------------------------------------------------------
 
 
@@ -653,6 +698,25 @@ class WaitingCallback:
     name: str
     age: datetime.timedelta
     time_left: datetime.timedelta | None
+
+
+# What the board shows, and nothing else: a hundred operations, executions and functions
+# with every column cost more to build and to cache. Reading another field of these rows
+# costs a query per row.
+WAITING_FIELDS = (
+    "operation_id",
+    "name",
+    "started_at",
+    "callback_timeout_at",
+    "callback_heartbeat_at",
+    "execution",
+    "execution__name",
+    "execution__arn",
+    "execution__status",
+    "execution__timeout_at",
+    "execution__function",
+    "execution__function__name",
+)
 
 
 def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None) -> list[WaitingCallback]:
@@ -680,7 +744,7 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
             type="CALLBACK", status="STARTED", execution__status__in=OPEN_EXECUTION_STATUSES
         )
         .select_related("execution__function")
-        .defer(*(f"execution__{name}" for name in LIST_DEFERRED_FIELDS))
+        .only(*WAITING_FIELDS)
         .annotate(group_name=Subquery(group_name))
         .order_by("started_at", "id")[: max(0, limit)]
     )
@@ -702,6 +766,30 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
             )
         )
     return waiting
+
+
+def wanted_waiting_on_people(*, limit: int = 100) -> Wanted[list[WaitingCallback]]:
+    """``waiting_on_people`` as of the moment computed for; show it with ``aged()``.
+
+    Every viewer sees the same board, so one read serves them all; a callback
+    completed meanwhile stays on it for a few seconds.
+    """
+    return Wanted(f"waiting-on-people:{limit}", lambda moment: waiting_on_people(limit=limit, now=moment))
+
+
+def aged(board: Cached[list[WaitingCallback]], now: datetime.datetime) -> list[WaitingCallback]:
+    """A cached board with its ages and time left as of ``now``."""
+    shift = now - board.computed_at
+    if not shift:
+        return board.value
+    return [
+        dataclasses.replace(
+            item,
+            age=item.age + shift,
+            time_left=None if item.time_left is None else item.time_left - shift,
+        )
+        for item in board.value
+    ]
 
 
 # --- functions -----------------------------------------------------------------------------

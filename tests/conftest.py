@@ -61,6 +61,17 @@ def forget_function_limits() -> Iterator[None]:
     functions._limits_cache.clear()
 
 
+@pytest.fixture(autouse=True)
+def forget_console_counts() -> Iterator[None]:
+    """The console caches counts for a few seconds (in Redis, shared by the session): a test
+    must not see an earlier test's, nor leave a refresh running into the next one."""
+    from executions import console_cache
+
+    console_cache.forget()
+    yield
+    console_cache.wait_for_refreshes()
+
+
 @pytest.fixture(scope="session")
 def django_db_setup(django_db_setup: None, django_db_blocker) -> Iterator[None]:
     """pytest-django's, plus: end stray sessions before the test database is dropped.

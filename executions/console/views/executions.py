@@ -11,7 +11,7 @@ from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
 
-from executions import clock
+from executions import clock, console_cache
 from executions import console_queries as cq
 from executions.console.htmx import HtmxHttpRequest, page_or_partial
 from executions.console.permissions import (
@@ -23,7 +23,7 @@ from executions.console.permissions import (
     require,
 )
 from executions.console.timeline import RowLinks, build_timeline, history_page, rows_html
-from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus, Function
+from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
 
 PAGE_SIZE = 50
 DOWNLOADABLE = ("input", "result", "error")
@@ -35,19 +35,29 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
     filters, errors = cq.ExecutionFilters.from_query(request.GET)
     cursor = request.GET.get("cursor") or None
     page = cq.execution_page(filters, cursor=cursor, limit=PAGE_SIZE)
+    now = clock.now()
+    counts, function_names = console_cache.cached_many(
+        [cq.wanted_status_counts(filters), cq.wanted_function_names()], now=now
+    )
+    first_page = cursor is None or page.prev_cursor is None
+    # Only the first page fetches itself again (a later page keeps its rows still).
+    refetch = console_cache.refetch_context(
+        (counts, function_names), now=now, counts_since=request.GET.get("counts_since")
+    )
     context = {
         "filters": filters,
         "errors": errors,
         "page": page,
-        "first_page": cursor is None or page.prev_cursor is None,
-        "chips": _chips(filters, cq.status_counts(filters)),
-        "functions": Function.objects.order_by("name").values_list("name", flat=True),
+        "first_page": first_page,
+        "chips": _chips(filters, counts.value),
+        **(refetch if first_page else {"refresh_ms": None}),
+        "functions": function_names.value,
         "can_operate": allowed(request.user, OPERATE_EXECUTION),
         "query": filters.to_query(),
     }
     response = page_or_partial(request, "executions/list.html", "results", context)
-    if not request.htmx or request.htmx.trigger == "execution-results":
-        return response  # a page load or a live refresh: the address is already right
+    if not request.htmx or request.htmx.trigger in ("execution-results", "execution-results-refresh"):
+        return response  # a page load, a live refresh or a refetch: the address is already right
     # After a filter change the address bar shows the canonical query (no empty form fields).
     canonical = filters.to_query(cursor=cursor) if cursor else context["query"]
     return push_url(response, f"{request.path}?{canonical}" if canonical else request.path)

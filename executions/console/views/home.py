@@ -1,4 +1,9 @@
-"""Home: counts by status, activity charts, and everything waiting on people."""
+"""Home: counts by status, activity charts, and everything waiting on people.
+
+Counts, charts and the board come from the console cache (executions/console_cache.py): one
+computation serves every viewer for a few seconds and is refreshed off the request path, so
+none of them costs a view more the more executions run.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,7 @@ from django.shortcuts import redirect
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from executions import clock
+from executions import clock, console_cache
 from executions import console_queries as cq
 from executions.console.htmx import HtmxHttpRequest, page_or_partial
 from executions.console.permissions import COMPLETE_CALLBACK, VIEW_EXECUTION, allowed, check
@@ -29,24 +34,30 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
         return redirect("approvals:inbox")  # approvers land on their inbox, not on a 403
     check(request.user, VIEW_EXECUTION)
     now = clock.now()
-    counts = cq.execution_counts_by_status()
-    waiting = cq.waiting_on_people(limit=BOARD_LIMIT, now=now)
+    entries = console_cache.cached_many(
+        [
+            cq.wanted_counts_by_status(),
+            cq.wanted_activity_chart(window=HOUR, buckets=12, title="Last hour, per 5 minutes"),
+            cq.wanted_activity_chart(window=DAY, buckets=24, title="Last 24 hours, per hour"),
+            cq.wanted_waiting_on_people(limit=BOARD_LIMIT),
+        ],
+        now=now,
+    )
+    counts, hour_chart, day_chart, board = entries
+    waiting = cq.aged(board, now)
     context = {
-        "counts": [(status, label, counts.get(status, 0)) for status, label in cq.status_choices()],
-        "total": sum(counts.values()),
-        "hour_chart": _chart(now, HOUR, 12, "Last hour, per 5 minutes"),
-        "day_chart": _chart(now, DAY, 24, "Last 24 hours, per hour"),
+        "counts": [(status, label, counts.value.get(status, 0)) for status, label in cq.status_choices()],
+        "total": sum(counts.value.values()),
+        # activity_svg escapes every text it writes; the markup is safe to inline.
+        "hour_chart": mark_safe(hour_chart.value),
+        "day_chart": mark_safe(day_chart.value),
         "waiting": waiting,
         "waiting_groups": _groups(waiting),
         "can_complete": allowed(request.user, COMPLETE_CALLBACK),
         "now": now,
+        **console_cache.refetch_context(entries, now=now, counts_since=request.GET.get("counts_since")),
     }
     return page_or_partial(request, "executions/home.html", "live-regions", context)
-
-
-def _chart(now: datetime.datetime, window: datetime.timedelta, buckets: int, title: str) -> str:
-    # activity_svg escapes every text it writes; the markup is safe to inline.
-    return mark_safe(cq.activity_svg(cq.activity(now, window=window, buckets=buckets), title=title))
 
 
 def _groups(waiting: list[Any]) -> list[tuple[str, int]]:
