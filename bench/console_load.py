@@ -458,7 +458,8 @@ class CpuMeter:
     def stop(self, *, starter_cpu: float | None = None) -> None:
         end = _group_cpu(self.groups)
         self.seconds = time.monotonic() - self.began
-        self.used = {name: end[name] - self.start[name] for name in self.groups}
+        # A process that ended meanwhile takes its CPU with it (never below zero).
+        self.used = {name: max(0.0, end[name] - self.start[name]) for name in self.groups}
         if starter_cpu is not None:
             self.used["starter"] = starter_cpu
         self.used["bench client"] = time.process_time() - self.client
