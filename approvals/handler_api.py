@@ -13,7 +13,7 @@ if any fails, DeliveryError is raised after the rest were sent, so the step can
 be retried.
 
 Handlers run on the SDK's short-lived threads, so the database work goes
-through ``executions.handler_db`` (one long-lived thread per process); e-mail is
+through ``executions.workers.handler_db`` (one long-lived thread per process); e-mail is
 sent from the calling thread, outside any transaction.
 
 A callback that is no longer waiting (answered already, perhaps by a fast
@@ -43,7 +43,7 @@ from approvals.errors import (
     RequestExpired,
     UnknownReviewers,
 )
-from executions import handler_db
+from executions.workers import handler_db
 
 __all__ = [
     "CallbackNotFound",

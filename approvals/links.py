@@ -22,7 +22,7 @@ from django.urls import reverse
 
 from approvals.errors import LinkInvalid, LinkUsed
 from approvals.models import EmailVerification, ReviewerNotification, UsedLinkToken
-from executions import clock
+from executions.engine import clock
 
 VERIFY = "verify"
 REVIEW = "review"

@@ -18,7 +18,7 @@ from django.urls import reverse
 
 from approvals import links
 from approvals.models import ApprovalRequest, EmailVerification, ReviewerNotification
-from executions import clock
+from executions.engine import clock
 
 logger = logging.getLogger(__name__)
 

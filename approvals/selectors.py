@@ -29,7 +29,7 @@ from approvals.models import (
     RequestStatus,
 )
 from approvals.services import may_decide, notification_for_link
-from executions import clock
+from executions.engine import clock
 from executions.models import Operation
 
 USE_INBOX = "approvals.use_inbox"

@@ -45,10 +45,12 @@ from approvals.models import (
     ReviewerNotification,
     VerificationStatus,
 )
-from executions import audit, clock, live, services
+from executions import audit, services
 from executions.audit import Actor
-from executions.callback_ids import callback_id_for, hash_callback_id
-from executions.errors import CallbackTimeout, ResourceNotFound
+from executions.engine import clock
+from executions.engine.callback_ids import callback_id_for, hash_callback_id
+from executions.engine.errors import CallbackTimeout, ResourceNotFound
+from executions.live import updates as live
 from executions.models import AuditChannel, Operation
 
 DECIDE_ANY = "approvals.decide_any_request"

@@ -21,7 +21,7 @@ from approvals import selectors, services
 from approvals.errors import AlreadyDecided, ApprovalError, LinkInvalid, LinkUsed, RequestExpired
 from approvals.forms import DecisionForm
 from approvals.selectors import TABS, InboxScope, RequestDetail
-from executions import clock
+from executions.engine import clock
 
 PAGE = "approvals/inbox.html"
 LINK_PAGE = "approvals/link.html"

@@ -57,8 +57,8 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from executions import access_keys
-        from executions.functions import function_register
+        from executions.api import access_keys
+        from executions.engine.functions import function_register
 
         function_register(name="bench-steps", handler="bench.handlers:steps")
         function_register(name="bench-callbacks", handler="bench.handlers:callbacks")

@@ -126,7 +126,7 @@ class Case:
 
 
 def list_cases(seeded: Any) -> list[Case]:
-    from executions import console_queries as cq
+    from executions.queries import console as cq
 
     now = seeded.now
     hour, day = datetime.timedelta(hours=1), datetime.timedelta(days=1)
@@ -178,8 +178,8 @@ def list_cases(seeded: Any) -> list[Case]:
 
 
 def detail_cases(seeded: Any) -> list[Case]:
-    from executions import console_queries as cq
     from executions.models import Execution
+    from executions.queries import console as cq
 
     def run() -> Any:
         execution = Execution.objects.select_related("function").get(pk=seeded.big_execution_id)
@@ -197,7 +197,7 @@ def detail_cases(seeded: Any) -> list[Case]:
 
 
 def home_cases(seeded: Any) -> list[Case]:
-    from executions import console_queries as cq
+    from executions.queries import console as cq
 
     now = seeded.now
     one_hour, one_day = datetime.timedelta(hours=1), datetime.timedelta(days=1)
@@ -249,7 +249,7 @@ def measure(cases: list[Case], runs: int) -> list[dict[str, Any]]:
 
 
 def _activity(now: datetime.datetime, window: datetime.timedelta, buckets: int) -> Any:
-    from executions import console_queries as cq
+    from executions.queries import console as cq
 
     return cq.activity(now, window=window, buckets=buckets)
 
@@ -261,7 +261,7 @@ def _statuses() -> list[str]:
 
 
 def _cursor_after_pages(filters: Any, pages: int) -> str | None:
-    from executions import console_queries as cq
+    from executions.queries import console as cq
 
     cursor = None
     for _ in range(pages):

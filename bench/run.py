@@ -57,7 +57,7 @@ def main() -> None:
         from django.core.management import call_command
 
         call_command("migrate", verbosity=0)
-        from executions.functions import function_register
+        from executions.engine.functions import function_register
 
         function_register(name="bench-steps", handler="bench.handlers:steps")
         report: dict[str, Any] = {"machine": _machine()}

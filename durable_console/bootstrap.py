@@ -16,7 +16,7 @@ ADMIN_USERNAME = "admin"
 def register_demo_functions() -> None:
     """Register (or update) every demo function of ``examples.registry``."""
     from examples.registry import DEMO_FUNCTIONS
-    from executions.functions import function_register
+    from executions.engine.functions import function_register
 
     for demo in DEMO_FUNCTIONS:
         function_register(
@@ -63,7 +63,7 @@ def _ensure_admin() -> Iterator[str]:
 
 def _ensure_dev_key() -> Iterator[str]:
     """A development API key, created once; its secret lives in the git-ignored var/."""
-    from executions import access_keys
+    from executions.api import access_keys
     from executions.models import AccessKey
 
     key_file = settings.VAR_DIR / "dev-access-key.json"

@@ -149,7 +149,7 @@ else:
         }
     }
 # Engine writes retry transient database errors (locked, serialization failure, deadlock,
-# lost connection) with backoff for up to this long in all (executions/db_retry.py).
+# lost connection) with backoff for up to this long in all (executions/engine/db_retry.py).
 DURABLE_DB_RETRY_SECONDS = env_float("DURABLE_DB_RETRY_SECONDS", 30.0)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
@@ -239,7 +239,7 @@ if REDIS_URL:
 else:
     CHANNEL_LAYERS = {"default": {"BACKEND": "channels.layers.InMemoryChannelLayer"}}
 # The cache holds login-failure counts and the console's shared counts, charts and board
-# (executions/console_cache.py): in Redis they are shared by every web process (one process
+# (executions/queries/cache.py): in Redis they are shared by every web process (one process
 # computes, all serve it); the embedded server is one process, so its own memory will do.
 if REDIS_URL:
     CACHES = {

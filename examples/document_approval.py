@@ -47,7 +47,7 @@ from approvals import handler_api
 from examples.inputs import as_event, int_field, key_field, text_field
 from examples.policies import retrying_step, transient_retry
 from examples.services import Approvals, Documents, Faults, TransientServiceError
-from executions.callback_ids import hash_callback_id
+from executions.engine.callback_ids import hash_callback_id
 
 APPROVAL_WINDOW_SECONDS = 24 * 3600
 DEFAULT_REVIEWERS = ("approvers",)

@@ -1,7 +1,7 @@
 """Reading and writing the side-effect ledger, on one thread per process.
 
 Service calls run inside steps, on the SDK's short-lived threads; every query
-here goes through :mod:`executions.handler_db`, the one long-lived thread per
+here goes through :mod:`executions.workers.handler_db`, the one long-lived thread per
 process that handler code uses for the database (it explains why).
 
 Call :func:`close` when the database is about to go away (test teardown, worker
@@ -15,7 +15,7 @@ from typing import Any
 from django.db import transaction
 
 from examples.models import LedgerEntry
-from executions.handler_db import close, run
+from executions.workers.handler_db import close, run
 
 __all__ = ["add_attempt", "attempts", "close", "count", "data", "disabled_fault_points", "record", "run"]
 

@@ -45,7 +45,7 @@ from approvals import handler_api
 from examples.inputs import as_event, execution_key, int_field, text_field
 from examples.policies import retrying_step, transient_retry
 from examples.services import Customers, Email, Faults, TransientServiceError
-from executions.callback_ids import hash_callback_id
+from executions.engine.callback_ids import hash_callback_id
 
 VERIFICATION_WINDOW_SECONDS = 48 * 3600
 

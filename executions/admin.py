@@ -15,7 +15,7 @@ from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 
-from executions import access_keys
+from executions.api import access_keys
 from executions.models import (
     AccessKey,
     BulkJob,

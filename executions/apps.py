@@ -9,7 +9,7 @@ class ExecutionsConfig(AppConfig):
 
     def ready(self) -> None:
         from executions.access import ensure_groups
-        from executions.access_keys import revoke_keys_of_deleted_user
+        from executions.api.access_keys import revoke_keys_of_deleted_user
 
         # After migrate has created this app's permissions, grant them to the groups.
         post_migrate.connect(ensure_groups, sender=self, dispatch_uid="executions.ensure_groups")

@@ -8,7 +8,7 @@ from typing import Any
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 
-from executions import clock
+from executions.engine import clock
 from executions.models import AuditChannel, AuditEntry
 
 

@@ -7,7 +7,7 @@ entries and the job's counters commit together. So a runner killed mid-job has
 done exactly what ``processed`` says, and whoever resumes goes on from there:
 nothing is done twice and nothing is skipped.
 
-Runners are started the way wake-up hints are sent (``executions.dispatch``): a
+Runners are started the way wake-up hints are sent (``executions.engine.effects``): a
 Celery task when workers run elsewhere, a thread in embedded mode. The scheduler
 re-dispatches a job whose runner went quiet (``bulk_jobs_redispatch_stale``), so a
 worker crash or a lost message only delays a job by ``DURABLE_BULK_STALE_SECONDS``.
@@ -28,10 +28,12 @@ from django.conf import settings
 from django.db import connections, transaction
 from django.db.models import Q
 
-from executions import audit, clock, dispatch, operator
+from executions import audit, operator
 from executions.audit import Actor
-from executions.db_retry import retry_transient
-from executions.errors import ResourceConflict, ResourceNotFound, ServiceError
+from executions.engine import clock
+from executions.engine import effects as dispatch
+from executions.engine.db_retry import retry_transient
+from executions.engine.errors import ResourceConflict, ResourceNotFound, ServiceError
 from executions.models import AuditChannel, BulkJob, BulkJobStatus, Execution, ExecutionStatus
 
 logger = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Q
 
-from executions.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
+from executions.queries.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
 
 
 class ExecutionStatus(models.TextChoices):
@@ -99,7 +99,7 @@ OPEN_EXECUTION_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
 
 class ExecutionQuerySet(models.QuerySet["Execution"]):
-    """Chainable filters over executions; ``executions.console_queries`` composes them.
+    """Chainable filters over executions; ``executions.queries.console`` composes them.
 
     Each filter says which index serves it on PostgreSQL (see ``Execution.Meta``).
     """
@@ -242,7 +242,7 @@ class Execution(models.Model):
             ),
             models.Index(fields=["function", "-started_at"], name="execution_fn_started_idx"),
             models.Index(fields=["status", "-started_at"], name="execution_status_started_idx"),
-            # Console list (executions.console_queries), newest first by (started_at, id):
+            # Console list (executions.queries.console), newest first by (started_at, id):
             # unfiltered and time-range pages.
             models.Index(fields=["-started_at", "-id"], name="execution_started_id_idx"),
             # Function + status pages, and the status chip counts under a function filter.
@@ -413,7 +413,7 @@ class AccessKey(models.Model):
     """An access key for the Lambda-compatible API (SigV4-signed requests).
 
     The secret is needed in the clear to verify signatures, so it is stored
-    encrypted (``executions.access_keys``) rather than hashed; it is shown once,
+    encrypted (``executions.api.access_keys``) rather than hashed; it is shown once,
     at creation.
     """
 

@@ -13,7 +13,7 @@ from django.db import transaction
 
 from executions import audit, services
 from executions.audit import Actor
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import Execution, Function
 
 

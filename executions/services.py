@@ -17,19 +17,32 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from executions import clock
-from executions.batch import ChangeSet, wrap_payload
-from executions.callback_ids import hash_callback_id
-from executions.checkpoint import checkpoint, current_token, get_state, lock_execution
-from executions.db_retry import if_commit_lost, retry_transient
-from executions.errors import (
+from executions.engine import clock
+from executions.engine.callback_ids import hash_callback_id
+from executions.engine.changes import ChangeSet, wrap_payload
+from executions.engine.checkpoint import checkpoint, current_token, get_state, lock_execution
+from executions.engine.db_retry import if_commit_lost, retry_transient
+from executions.engine.errors import (
     CallbackTimeout,
     InvalidParameterValue,
     ResourceConflict,
     ResourceNotFound,
     ServiceError,
 )
-from executions.functions import function_register, function_resolve, limits_for_version
+from executions.engine.functions import function_register, function_resolve, limits_for_version
+from executions.engine.rows import rows, select_many
+from executions.engine.starts import StartResult, execution_start
+from executions.engine.transitions import (
+    close_execution,
+    commit_changes,
+    complete_async_operation,
+    complete_chained_invoke,
+    complete_due_timers,
+    invocation_completed_event,
+    next_callback_deadline,
+    request_invocation,
+)
+from executions.engine.wire import TimestampFormat, as_datetime, operation_to_wire
 from executions.models import (
     DEFAULT_FUNCTION_TIMEOUT_SECONDS,
     TERMINAL_EXECUTION_STATUSES,
@@ -40,19 +53,6 @@ from executions.models import (
     InvocationOutcome,
     Operation,
 )
-from executions.rows import rows, select_many
-from executions.starts import StartResult, execution_start
-from executions.transitions import (
-    close_execution,
-    commit_changes,
-    complete_async_operation,
-    complete_chained_invoke,
-    complete_due_timers,
-    invocation_completed_event,
-    next_callback_deadline,
-    request_invocation,
-)
-from executions.wire import TimestampFormat, as_datetime, operation_to_wire
 
 __all__ = [
     "StartResult",
@@ -207,7 +207,7 @@ def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
 
 def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
     """The invocation input's operations, paged by count and by bytes (CONTRACT.md §2.6)."""
-    from executions.tokens import encode_marker
+    from executions.engine.tokens import encode_marker
 
     limit = settings.DURABLE_STATE_PAGE_SIZE
     budget = settings.DURABLE_INVOCATION_PAGE_BYTES
@@ -512,7 +512,7 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
     Callbacks are single use: a retry after a COMMIT that went through raises
     CallbackTimeout although the completion was recorded (as callback_succeed).
     """
-    from executions.validation import _validate_error_object
+    from executions.engine.validation import _validate_error_object
 
     if error is not None:
         _validate_error_object(error)
@@ -661,7 +661,7 @@ def _claim_expired(op: Operation, now: datetime.datetime) -> bool:
 def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.datetime:
     """StopDurableExecution: close as STOPPED; idempotent on a stopped execution."""
     if error is not None:
-        from executions.validation import _validate_error_object
+        from executions.engine.validation import _validate_error_object
 
         _validate_error_object(error)
     with transaction.atomic():

@@ -22,7 +22,7 @@ from botocore.config import Config
 from django.conf import settings
 from django.db import connections
 
-from executions import access_keys
+from executions.api import access_keys
 from executions.workers.embedded import EmbeddedWorkerPool
 from executions.workers.invoker import HandlerRunner
 from executions.workers.scheduler import run_forever

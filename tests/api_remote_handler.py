@@ -1,6 +1,6 @@
 """A durable handler hosted outside Durable Console (no Django here).
 
-Run by ``python -m executions.remote_runtime tests.api_remote_handler:handler``
+Run by ``python -m executions.workers.remote_runtime tests.api_remote_handler:handler``
 in its own process; the SDK's default ``LambdaClient`` checkpoints over HTTP
 to the server named by ``AWS_ENDPOINT_URL_LAMBDA``.
 """

@@ -22,8 +22,8 @@ from django.core import mail
 
 from approvals import handler_api
 from approvals.models import ApprovalRequest, EmailVerification
-from executions import handler_db
 from executions.models import Execution
+from executions.workers import handler_db
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
 
 APPROVAL_FUNCTION = "approval-test"

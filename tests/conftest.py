@@ -54,7 +54,7 @@ def requires_postgresql(services: TestServices) -> None:
 def forget_function_limits() -> Iterator[None]:
     """Versions never change in a real database, so each process caches their limits;
     tests roll back and reuse ids (SQLite), so every test starts with an empty cache."""
-    from executions import functions
+    from executions.engine import functions
 
     functions._limits_cache.clear()
     yield
@@ -65,7 +65,7 @@ def forget_function_limits() -> Iterator[None]:
 def forget_console_counts() -> Iterator[None]:
     """The console caches counts for a few seconds (in Redis, shared by the session): a test
     must not see an earlier test's, nor leave a refresh running into the next one."""
-    from executions import console_cache
+    from executions.queries import cache as console_cache
 
     console_cache.forget()
     yield

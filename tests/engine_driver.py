@@ -15,9 +15,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from executions import callback_ids, clock, dispatch, selectors, services
-from executions.functions import function_register
+from executions import services
+from executions.engine import callback_ids, clock
+from executions.engine import effects as dispatch
+from executions.engine.functions import function_register
 from executions.models import Execution, Operation
+from executions.queries import selectors
 from executions.workers import scheduler
 from executions.workers.invoker import Invoker
 from tests.in_process_runner import InProcessRunner

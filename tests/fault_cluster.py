@@ -123,8 +123,8 @@ def setup(extra_functions: dict[str, str]) -> dict[str, str]:
     from django.core.management import call_command
 
     from durable_console.bootstrap import register_demo_functions
-    from executions import access_keys
-    from executions.functions import function_register
+    from executions.api import access_keys
+    from executions.engine.functions import function_register
 
     call_command("migrate", verbosity=0)
     register_demo_functions()

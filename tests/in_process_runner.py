@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 
-from executions.functions import FunctionLimits
+from executions.engine.functions import FunctionLimits
 from executions.services import InvocationInput
 from executions.workers.runtime import HandlerRuntime, PlainCall, tune_sdk
 from executions.workers.sandbox import SandboxRun

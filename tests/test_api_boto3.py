@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from executions import access_keys
+from executions.api import access_keys
 from executions.models import Execution
 from tests.api_handlers import approval, boom, echo, greet, invokes_for_tenant, rejects
 from tests.api_live import LiveServer, live_server

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from executions import access_keys
+from executions.api import access_keys
 from tests.api_handlers import approval
 from tests.api_live import LiveServer, key_environment, live_server
 from tests.conftest import SpawnedProcess

@@ -33,7 +33,8 @@ from django.test import override_settings
 from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.registry import DEMO_FUNCTIONS
-from executions import access_keys, clock
+from executions.api import access_keys
+from executions.engine import clock
 from executions.models import Execution, ExecutionStatus, Operation
 from tests.api_live import LiveServer, key_environment, live_server
 from tests.catalogue.cases import (

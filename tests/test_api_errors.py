@@ -24,7 +24,8 @@ from botocore.credentials import Credentials
 from botocore.httpsession import URLLib3Session
 from django.forms.models import model_to_dict
 
-from executions import access_keys, services
+from executions import services
+from executions.api import access_keys
 from executions.models import AccessKey, Execution, HistoryEvent, Invocation, Operation
 from tests.api_handlers import approval
 from tests.api_live import LiveServer, live_server
@@ -538,7 +539,7 @@ def test_bad_requests_get_aws_errors_and_change_nothing(world: World) -> None:
 def test_server_errors_keep_the_aws_shape() -> None:
     """A bug answers 500 ServiceException (the SDK retries it); throttling is 429."""
     from executions.api.errors import aws_exception_handler
-    from executions.errors import TooManyRequests
+    from executions.engine.errors import TooManyRequests
 
     crashed = aws_exception_handler(RuntimeError("bug"), {})
     assert (crashed.status_code, crashed["X-Amzn-ErrorType"]) == (500, "ServiceException")

@@ -21,8 +21,8 @@ from django.core.management import CommandError, call_command
 from django.test import Client, override_settings
 
 from durable_console.bootstrap import demo_setup
-from executions import access_keys, services
-from executions.api import auth
+from executions import services
+from executions.api import access_keys, auth
 from executions.models import AccessKey, AuditEntry, Execution
 from tests.api_handlers import approval
 from tests.api_live import live_server

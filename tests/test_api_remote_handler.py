@@ -1,8 +1,8 @@
 """A handler in another process, checkpointing over HTTP with the SDK's own LambdaClient.
 
-The function is registered with an ``http://`` handler (``executions.remote``):
+The function is registered with an ``http://`` handler (``executions.workers.remote``):
 the engine's worker POSTs the Lambda JSON event to
-``python -m executions.remote_runtime``, whose SDK talks back to the API
+``python -m executions.workers.remote_runtime``, whose SDK talks back to the API
 through ``AWS_ENDPOINT_URL_LAMBDA``, signed with an issued access key.
 """
 
@@ -17,8 +17,8 @@ from typing import Any
 
 import pytest
 
-from executions import access_keys
-from executions.functions import function_register
+from executions.api import access_keys
+from executions.engine.functions import function_register
 from executions.models import Execution, HistoryEvent
 from tests.api_live import LiveServer, key_environment, live_server
 from tests.conftest import SpawnedProcess
@@ -38,7 +38,7 @@ def start_remote_runtime(spawn_process: Callable[..., SpawnedProcess], env: dict
         [
             sys.executable,
             "-m",
-            "executions.remote_runtime",
+            "executions.workers.remote_runtime",
             "tests.api_remote_handler:handler",
             "--port",
             "0",

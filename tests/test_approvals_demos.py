@@ -15,8 +15,8 @@ from approvals.selectors import decisions_for_operations
 from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import count
-from executions import handler_db
 from executions.models import Execution, Operation
+from executions.workers import handler_db
 from tests.approvals_support import Cast, links_in_outbox, make_cast
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, start
 

@@ -1,5 +1,5 @@
 """Cached counts in a real browser: a page that showed counts computed before it fetches itself
-again, so a change nobody pushed still reaches the screen (executions/console_cache.py)."""
+again, so a change nobody pushed still reaches the screen (executions/queries/cache.py)."""
 
 from __future__ import annotations
 

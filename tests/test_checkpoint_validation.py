@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 from aws_durable_execution_sdk_python import DurableContext, durable_execution
 
-from executions import checkpoint as checkpoint_service
 from executions import services
-from executions.errors import InvalidCheckpointToken, InvalidParameterValue, ResourceNotFound
+from executions.engine import checkpoint as checkpoint_service
+from executions.engine.errors import InvalidCheckpointToken, InvalidParameterValue, ResourceNotFound
+from executions.engine.tokens import CheckpointToken
 from executions.models import Execution, HistoryEvent, Operation
-from executions.tokens import CheckpointToken
 from tests.engine_driver import register, start
 
 pytestmark = pytest.mark.django_db(transaction=True)

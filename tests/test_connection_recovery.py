@@ -29,9 +29,11 @@ from django.test import override_settings
 
 from examples import ledger
 from examples.models import LedgerEntry
-from executions import checkpoint as checkpoint_service
-from executions import db_retry, handler_db, services
+from executions import services
+from executions.engine import checkpoint as checkpoint_service
+from executions.engine import db_retry
 from executions.models import Execution, HistoryEvent, Invocation
+from executions.workers import handler_db
 from executions.workers.invoker import Invoker, SandboxRunner
 from executions.workers.sandbox import close_shared_pool
 from tests.e2e_handlers import slow_steps

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from examples import ledger
-from executions.functions import limits_for_version
+from executions.engine.functions import limits_for_version
 from executions.models import AuditEntry, Execution, Function, Operation
 from tests import console_handlers
 from tests.console_support import Cast, finished, make_cast, register_demos

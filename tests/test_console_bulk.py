@@ -8,7 +8,8 @@ from collections.abc import Iterator
 import pytest
 
 from examples import ledger
-from executions import bulk_jobs, clock, tasks
+from executions import bulk_jobs, tasks
+from executions.engine import clock
 from executions.models import AuditEntry, BulkJob, Execution
 from executions.workers import scheduler
 from tests import console_handlers

@@ -1,6 +1,6 @@
 """Cached counts on the home page and the execution list, and the rows built in Python.
 
-Counts, charts and the waiting board come from Django's cache (``executions.console_cache``):
+Counts, charts and the waiting board come from Django's cache (``executions.queries.cache``):
 fresh for FRESH_SECONDS on the engine clock, then shown while a background thread computes
 them again, computed by the view past STALE_SECONDS; a page that showed values computed
 before it asks to be fetched again. List rows are read on every view.
@@ -16,12 +16,13 @@ from typing import Any
 import pytest
 from django.test import Client, override_settings
 
-from executions import clock, console_cache
-from executions import console_queries as cq
 from executions.console import rows
-from executions.console_cache import FRESH_SECONDS, STALE_SECONDS, Cached
-from executions.console_queries import WaitingCallback
+from executions.engine import clock
 from executions.models import Execution, Operation
+from executions.queries import cache as console_cache
+from executions.queries import console as cq
+from executions.queries.cache import FRESH_SECONDS, STALE_SECONDS, Cached
+from executions.queries.console import WaitingCallback
 from tests.console_support import Cast, make_cast, register_demos
 from tests.engine_driver import TestClock
 from tests.servers import free_port

@@ -18,8 +18,10 @@ from django.template.loader import render_to_string
 from django.test import override_settings
 
 from durable_console.asgi import application
-from executions import clock, live, operator, services
+from executions import operator, services
 from executions.audit import Actor
+from executions.engine import clock
+from executions.live import updates as live
 from executions.models import Execution
 from tests.console_support import Cast, make_cast, register_demos
 from tests.polling import wait_until

@@ -1,4 +1,4 @@
-"""The console's read side (executions.console_queries): filters, pages, counts, boards, detail."""
+"""The console's read side (executions.queries.console): filters, pages, counts, boards, detail."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import pytest
 from django.db import connection
 from django.http import QueryDict
 
-from executions import console_queries as cq
 from executions.models import Execution, Function, HistoryEvent, Invocation, Operation
+from executions.queries import console as cq
 
 pytestmark = pytest.mark.django_db
 

@@ -19,7 +19,7 @@ from durable_console.bootstrap import register_demo_functions
 from examples import ledger
 from examples.ledger import count
 from executions import services
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import Execution
 from tests.conftest import SpawnedProcess
 from tests.e2e_handlers import slow_steps

@@ -3,7 +3,7 @@
 Transient errors are injected with Django's ``connection.execute_wrapper`` on the
 thread that runs the service (the test thread, or the driver's worker thread).
 On PostgreSQL the engine's hot-path writes bypass Django's cursor
-(``executions.rows`` runs them on psycopg's own), so there the injector also
+(``executions.engine.rows`` runs them on psycopg's own), so there the injector also
 wraps that cursor.
 """
 
@@ -27,10 +27,11 @@ from aws_durable_execution_sdk_python.exceptions import InvokeError
 from django.db import IntegrityError, InterfaceError, OperationalError, connection, transaction
 from django.test import override_settings
 
-from executions import checkpoint as checkpoint_service
-from executions import rows, services
-from executions.db_retry import Transient, classify, retry_transient
-from executions.errors import InvalidParameterValue, ResourceConflict
+from executions import services
+from executions.engine import checkpoint as checkpoint_service
+from executions.engine import rows
+from executions.engine.db_retry import Transient, classify, retry_transient
+from executions.engine.errors import InvalidParameterValue, ResourceConflict
 from executions.models import Execution, FunctionVersion, HistoryEvent, Invocation, Operation
 from executions.workers import scheduler
 from tests.engine_driver import engine_driver, refreshed, register, start
@@ -98,7 +99,7 @@ class Injector:
 
 
 class _CheckedCursor:
-    """psycopg's own cursor, as ``executions.rows`` uses it on PostgreSQL, with the injector."""
+    """psycopg's own cursor, as ``executions.engine.rows`` uses it on PostgreSQL, with the injector."""
 
     def __init__(self, cursor: Any, injector: Injector) -> None:
         self._cursor = cursor
@@ -139,7 +140,9 @@ def injected(
 
 
 def retry_warnings(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
-    return [r for r in caplog.records if r.name == "executions.db_retry" and r.levelno == logging.WARNING]
+    return [
+        r for r in caplog.records if r.name == "executions.engine.db_retry" and r.levelno == logging.WARNING
+    ]
 
 
 # --- handlers ------------------------------------------------------------------------
@@ -198,7 +201,7 @@ def test_plain_invoke_completion_survives_transient_errors(
     monkeypatch: pytest.MonkeyPatch,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="executions.db_retry")
+    caplog.set_level(logging.WARNING, logger="executions.engine.db_retry")
     injector = Injector(make_error, times=3, armed=False)
     ARM_ON_CALL.append(injector)
     with engine_driver() as driver, injected(injector, monkeypatch, on_thread=driver.invoker._db):
@@ -341,7 +344,7 @@ def flaky(error: Callable[[], Exception], failures: int) -> tuple[Callable[[], s
 
 
 def test_transient_errors_are_retried_with_a_log_line_each(caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.WARNING, logger="executions.db_retry")
+    caplog.set_level(logging.WARNING, logger="executions.engine.db_retry")
     write, calls = flaky(locked, failures=3)
     assert write() == "written"
     assert len(calls) == 4

@@ -36,7 +36,7 @@ from examples import (
 from examples.ledger import attempts, count
 from examples.models import LedgerEntry
 from examples.registry import DEMO_FUNCTIONS, get
-from executions.callback_ids import hash_callback_id
+from executions.engine.callback_ids import hash_callback_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -16,10 +16,11 @@ import pytest
 from django.core.management import CommandError, call_command
 from django.test import Client
 
-from executions import functions, operator
+from executions import operator
 from executions.audit import Actor
-from executions.errors import InvalidParameterValue
-from executions.functions import function_register, limits_for_version
+from executions.engine import functions
+from executions.engine.errors import InvalidParameterValue
+from executions.engine.functions import function_register, limits_for_version
 from executions.models import AuditEntry, Function, FunctionVersion
 from tests.api_live import live_server
 from tests.engine_driver import engine_driver, start
@@ -264,7 +265,7 @@ def test_cli_refuses_bad_values_with_the_services_message(args: list[str], messa
 
 @pytest.mark.django_db(transaction=True)
 def test_get_function_and_list_functions_report_each_versions_configuration() -> None:
-    from executions import access_keys
+    from executions.api import access_keys
 
     function_register(name="api-config", handler=GREET, timeout_seconds=20, environment={"STAGE": "one"})
     function_register(name="api-config", handler=GREET, memory_mb=3008, environment={"STAGE": "two"})

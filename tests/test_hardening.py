@@ -27,9 +27,10 @@ from django.test import Client, override_settings
 from uvicorn.logging import AccessFormatter
 
 from approvals.log_filters import RedactLinkTokens
-from executions import access_keys, services
-from executions.errors import InvalidParameterValue
-from executions.functions import function_register, load_handler
+from executions import services
+from executions.api import access_keys
+from executions.engine.errors import InvalidParameterValue
+from executions.engine.functions import function_register, load_handler
 from executions.models import AuditEntry, Execution, Function
 from tests.api_handlers import approval
 from tests.api_live import live_server

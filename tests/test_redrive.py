@@ -27,7 +27,7 @@ from examples.services import Faults, Payments
 from examples.switches import fault_switch_set
 from executions import operator, services
 from executions.audit import Actor
-from executions.errors import ResourceConflict
+from executions.engine.errors import ResourceConflict
 from executions.models import AuditEntry, Execution, FunctionVersion, Operation
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
 

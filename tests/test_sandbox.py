@@ -20,7 +20,7 @@ from django.db import connections
 from django.test import override_settings
 
 from executions import services
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome
 from executions.workers.embedded import EmbeddedWorkerPool
 from executions.workers.scheduler import run_forever

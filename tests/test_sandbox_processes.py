@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome
 from tests import sandbox_handlers
 from tests.conftest import SpawnedProcess

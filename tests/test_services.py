@@ -14,17 +14,18 @@ from aws_durable_execution_sdk_python.config import CallbackConfig, Duration, In
 from django.db import connection
 from django.test import override_settings
 
-from executions import checkpoint as checkpoint_service
-from executions import selectors, services
-from executions.errors import (
+from executions import services
+from executions.engine import checkpoint as checkpoint_service
+from executions.engine.errors import (
     CallbackTimeout,
     DurableExecutionAlreadyStarted,
     InvalidParameterValue,
     ResourceConflict,
     ResourceNotFound,
 )
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import Execution, HistoryEvent, Invocation, Operation
+from executions.queries import selectors
 from executions.workers import scheduler
 from tests.engine_driver import (
     callback_id,

@@ -24,7 +24,7 @@ from examples import ledger
 from examples.ledger import count
 from executions import bulk_jobs
 from executions.audit import Actor
-from executions.functions import function_register
+from executions.engine.functions import function_register
 from executions.models import AuditEntry, BulkJob, Execution
 from tests import console_handlers
 from tests.conftest import SpawnedProcess, database_url_for_children

@@ -31,7 +31,7 @@ from rest_framework.authentication import BaseAuthentication
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 
-from executions import access_keys
+from executions.api import access_keys
 from executions.api.errors import (
     AccessDenied,
     IncompleteSignature,

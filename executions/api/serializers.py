@@ -12,7 +12,7 @@ from typing import Any
 from rest_framework import serializers
 
 from executions.api.errors import InvalidRequestContent
-from executions.errors import InvalidParameterValue
+from executions.engine.errors import InvalidParameterValue
 
 BASE64_PATTERN = r"^[A-Za-z0-9+/]+={0,2}$"
 CLIENT_TOKEN_PATTERN = r"^[\x21-\x7e]{1,64}$"

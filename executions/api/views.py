@@ -20,7 +20,8 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import invocations_api, listing, operator, selectors, services
+from executions import operator, services
+from executions.api import invoke as invocations_api
 from executions.api.auth import HasAccessKey, KeyMayRunOperation, SigV4Authentication, read_body
 from executions.api.errors import (
     RequestTooLarge,
@@ -40,9 +41,10 @@ from executions.api.serializers import (
     validated,
 )
 from executions.audit import Actor
-from executions.errors import InvalidParameterValue
-from executions.validation import TENANT_PATTERN
-from executions.wire import as_epoch_seconds
+from executions.engine.errors import InvalidParameterValue
+from executions.engine.validation import TENANT_PATTERN
+from executions.engine.wire import as_epoch_seconds
+from executions.queries import listing, selectors
 
 SYNC_INVOKE_MAX_BYTES = 6 * 1024 * 1024
 ASYNC_INVOKE_MAX_BYTES = 1024 * 1024

@@ -22,7 +22,7 @@ def eligible_filters(filters: Any, action: str) -> Any:
 
 def filter_target_ids(filters: Any, action: str, limit: int) -> list[int]:
     """Ids of up to ``limit`` executions the filter matches that ``action`` applies to."""
-    from executions.console_queries import execution_page
+    from executions.queries.console import execution_page
 
     narrowed = eligible_filters(filters, action)
     if narrowed.statuses == ("__none__",):

@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 from django import forms
 from django.conf import settings
 
-from executions.errors import InvalidParameterValue
-from executions.functions import (
+from executions.engine.errors import InvalidParameterValue
+from executions.engine.functions import (
     FUNCTION_NAME_PATTERN,
     InvalidFunctionConfig,
     check_environment,
@@ -26,7 +26,7 @@ from executions.models import (
     AuditChannel,
     BulkJob,
 )
-from executions.remote import is_remote
+from executions.workers.remote import is_remote
 
 T = TypeVar("T")
 

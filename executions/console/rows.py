@@ -5,7 +5,7 @@ two ``{% url %}``), so fifty rows were half of the list page's CPU and a hundred
 most of the home page's. Under engine load the web process gets a small share of the CPU
 and that time multiplied (the list's p95 reached 1.9 s). These build the same markup with
 ``html.escape`` in ~15 µs a row. The templates call them (``executions/templatetags/
-console_rows.py``), so the page, its live refresh and the rows pushed by ``executions.live``
+console_rows.py``), so the page, its live refresh and the rows pushed by ``executions.live.updates``
 share one definition. Every text is escaped.
 """
 
@@ -25,8 +25,8 @@ from django.utils.safestring import SafeString, mark_safe
 from executions.templatetags.console import duration, elapsed, status_class
 
 if TYPE_CHECKING:
-    from executions.console_queries import WaitingCallback
     from executions.models import Execution
+    from executions.queries.console import WaitingCallback
 
 URL_SAFE = RFC3986_SUBDELIMS + "~:@"  # what reverse() leaves unquoted in an argument ("/" aside)
 MARKER = "987654321"  # a number, so int URL converters accept it; never a real id in a URL prefix

@@ -7,7 +7,7 @@
 from django.contrib.postgres.operations import TrigramExtension
 from django.db import migrations, models
 
-import executions.text_search
+import executions.queries.text_search
 
 # Operations' status and type are correlated (a STARTED operation is far more
 # often a CALLBACK than the two columns' frequencies suggest); without this the
@@ -53,15 +53,15 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name='execution',
-            index=executions.text_search.PostgresTrigramIndex(fields=['name'], name='execution_name_trgm_idx'),
+            index=executions.queries.text_search.PostgresTrigramIndex(fields=['name'], name='execution_name_trgm_idx'),
         ),
         migrations.AddIndex(
             model_name='execution',
-            index=executions.text_search.PostgresTrigramIndex(fields=['input_payload'], name='execution_input_trgm_idx'),
+            index=executions.queries.text_search.PostgresTrigramIndex(fields=['input_payload'], name='execution_input_trgm_idx'),
         ),
         migrations.AddIndex(
             model_name='execution',
-            index=executions.text_search.PostgresTrigramIndex(fields=['result'], name='execution_result_trgm_idx'),
+            index=executions.queries.text_search.PostgresTrigramIndex(fields=['result'], name='execution_result_trgm_idx'),
         ),
         migrations.AddIndex(
             model_name='operation',

@@ -44,7 +44,7 @@ def elapsed(start: datetime.datetime | None, end: datetime.datetime | None = Non
     """The duration from ``start`` to ``end`` (or to now, for something still running)."""
     if start is None:
         return ""
-    from executions import clock
+    from executions.engine import clock
 
     return duration((end or clock.now()) - start)
 

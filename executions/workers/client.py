@@ -22,8 +22,8 @@ from aws_durable_execution_sdk_python.lambda_service import (
     StateOutput,
 )
 
-from executions import checkpoint as checkpoint_service
-from executions.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
+from executions.engine import checkpoint as checkpoint_service
+from executions.engine.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
 
 
 class DatabaseServiceClient:

@@ -14,7 +14,7 @@ import threading
 
 from django.db import close_old_connections
 
-from executions import dispatch
+from executions.engine import effects as dispatch
 from executions.workers.invoker import HandlerRunner, Invoker, SandboxRunner, default_worker_name
 from executions.workers.sandbox import close_shared_pool, shared_pool
 

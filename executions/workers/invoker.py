@@ -10,7 +10,7 @@ execution needs another invocation right away, saving a dispatch round trip.
 
 Its database work runs on one long-lived thread and survives a restarting
 database: every call retries transient errors on a fresh connection
-(``executions.db_retry``), and each task starts with Django's connection check.
+(``executions.engine.db_retry``), and each task starts with Django's connection check.
 A handler whose lease cannot be kept is stopped (see ``_LeaseRenewer``), so a
 takeover never runs the same step while it still runs.
 """
@@ -30,9 +30,10 @@ from typing import Any, Protocol, TypeVar
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from executions import db_retry, services
-from executions.errors import ServiceError
-from executions.functions import FunctionLimits, function_arn, function_resolve, limits_for_version
+from executions import services
+from executions.engine import db_retry
+from executions.engine.errors import ServiceError
+from executions.engine.functions import FunctionLimits, function_arn, function_resolve, limits_for_version
 from executions.models import InvocationOutcome, Operation
 from executions.services import InvocationInput
 from executions.workers.runtime import DurableResult, PlainCall, PlainResult

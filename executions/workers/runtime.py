@@ -28,7 +28,7 @@ from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operati
 from django.conf import settings
 from django.db import close_old_connections, connections
 
-from executions.functions import FunctionLimits, load_handler
+from executions.engine.functions import FunctionLimits, load_handler
 from executions.services import InvocationInput
 from executions.workers.client import DatabaseServiceClient
 

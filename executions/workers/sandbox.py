@@ -41,7 +41,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from executions.functions import FunctionLimits
+from executions.engine.functions import FunctionLimits
 from executions.models import InvocationOutcome
 from executions.workers.runtime import DurableResult, PlainResult
 

@@ -21,7 +21,7 @@ from multiprocessing.connection import Connection
 from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
-    from executions.functions import FunctionLimits
+    from executions.engine.functions import FunctionLimits
     from executions.workers.runtime import DurableResult, HandlerRuntime, PlainResult
 
 PR_SET_PDEATHSIG = 1
@@ -100,7 +100,7 @@ def _check_connections(runtime: HandlerRuntime) -> None:
     """A job may come long after the last one, and the database may have restarted in
     between: have Django check both database threads' connections (CONN_HEALTH_CHECKS)
     before the job's first query, as it does at the start of a request."""
-    from executions import handler_db
+    from executions.workers import handler_db
 
     runtime.check_connection()
     handler_db.check_connection()

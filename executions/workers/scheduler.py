@@ -3,7 +3,7 @@
 Safe to run several: due executions are claimed with ``SKIP LOCKED`` on
 PostgreSQL (plain row locks on SQLite, where writers are serialized anyway),
 and every service it calls is idempotent. Its queries, like the services,
-retry transient database errors (``executions.db_retry``).
+retry transient database errors (``executions.engine.db_retry``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,10 @@ from django.db.models import DateTimeField, DurationField, ExpressionWrapper, F,
 from django.db.models.functions import Greatest, Least
 from django.db.models.lookups import LessThanOrEqual
 
-from executions import bulk_jobs, clock, dispatch, services
-from executions.db_retry import retry_transient
+from executions import bulk_jobs, services
+from executions.engine import clock
+from executions.engine import effects as dispatch
+from executions.engine.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
 
 logger = logging.getLogger(__name__)

@@ -19,7 +19,6 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions import operator, services
 from executions.audit import Actor
-from executions.callback_ids import callback_id_for
 from executions.console.forms import (
     CallbackFailForm,
     CallbackSucceedForm,
@@ -36,7 +35,8 @@ from executions.console.permissions import (
     execution_get_for_user,
     require,
 )
-from executions.errors import ServiceError
+from executions.engine.callback_ids import callback_id_for
+from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
 from executions.templatetags.console import pretty_json
 

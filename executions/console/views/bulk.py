@@ -8,7 +8,6 @@ from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from executions import bulk_jobs, services
-from executions import console_queries as cq
 from executions.audit import Actor
 from executions.console import bulk
 from executions.console.forms import BulkForm
@@ -20,6 +19,7 @@ from executions.console.permissions import (
     require,
 )
 from executions.models import Execution, Operation
+from executions.queries import console as cq
 
 SAMPLE = 10
 

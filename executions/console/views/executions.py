@@ -11,8 +11,6 @@ from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
 
-from executions import clock, console_cache
-from executions import console_queries as cq
 from executions.console.htmx import HtmxHttpRequest, page_or_partial
 from executions.console.permissions import (
     COMPLETE_CALLBACK,
@@ -23,7 +21,10 @@ from executions.console.permissions import (
     require,
 )
 from executions.console.timeline import RowLinks, build_timeline, history_page, rows_html
+from executions.engine import clock
 from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
+from executions.queries import cache as console_cache
+from executions.queries import console as cq
 
 PAGE_SIZE = 50
 DOWNLOADABLE = ("input", "result", "error")

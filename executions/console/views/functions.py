@@ -9,7 +9,6 @@ from django.http import HttpResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from executions import console_queries as cq
 from executions import operator
 from executions.audit import Actor
 from executions.console.forms import FunctionForm, StartForm
@@ -24,10 +23,11 @@ from executions.console.permissions import (
     function_get_for_user,
     require,
 )
-from executions.errors import ServiceError
-from executions.functions import format_environment_lines
+from executions.engine.errors import ServiceError
+from executions.engine.functions import format_environment_lines
+from executions.engine.starts import StartResult
 from executions.models import Function
-from executions.starts import StartResult
+from executions.queries import console as cq
 
 RECENT_EXECUTIONS = 20
 

@@ -1,6 +1,6 @@
 """Home: counts by status, activity charts, and everything waiting on people.
 
-Counts, charts and the board come from the console cache (executions/console_cache.py): one
+Counts, charts and the board come from the console cache (executions/queries/cache.py): one
 computation serves every viewer for a few seconds and is refreshed off the request path, so
 none of them costs a view more the more executions run.
 """
@@ -16,10 +16,11 @@ from django.shortcuts import redirect
 from django.utils.safestring import mark_safe
 from django.views.decorators.http import require_GET
 
-from executions import clock, console_cache
-from executions import console_queries as cq
 from executions.console.htmx import HtmxHttpRequest, page_or_partial
 from executions.console.permissions import COMPLETE_CALLBACK, VIEW_EXECUTION, allowed, check
+from executions.engine import clock
+from executions.queries import cache as console_cache
+from executions.queries import console as cq
 
 HOUR = datetime.timedelta(hours=1)
 DAY = datetime.timedelta(days=1)

@@ -19,11 +19,13 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from executions import access_keys, operator, selectors, services
+from executions import operator, services
+from executions.api import access_keys
 from executions.audit import Actor
-from executions.errors import ServiceError
-from executions.functions import parse_environment_lines
+from executions.engine.errors import ServiceError
+from executions.engine.functions import parse_environment_lines
 from executions.models import Execution, Function, Operation
+from executions.queries import selectors
 
 Handler = Callable[[argparse.Namespace], Any]
 

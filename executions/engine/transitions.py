@@ -9,10 +9,10 @@ from __future__ import annotations
 import datetime
 from typing import Any
 
-from executions import dispatch
-from executions.batch import ChangeSet, epoch, wrap_payload
+from executions.engine import effects as dispatch
+from executions.engine.changes import ChangeSet, epoch, wrap_payload
+from executions.engine.rows import rows
 from executions.models import Execution, ExecutionStatus, Operation
-from executions.rows import rows
 
 CALLBACK_TIMEOUT_ERROR = {"ErrorType": "Callback.Timeout", "ErrorMessage": "Callback timed out"}
 CALLBACK_HEARTBEAT_ERROR = {

@@ -11,14 +11,14 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from executions import clock
-from executions.batch import ChangeSet, wrap_payload
-from executions.db_retry import retry_transient
-from executions.errors import DurableExecutionAlreadyStarted, InvalidParameterValue
-from executions.functions import function_resolve, handler_for_version
+from executions.engine import clock
+from executions.engine.changes import ChangeSet, wrap_payload
+from executions.engine.db_retry import retry_transient
+from executions.engine.errors import DurableExecutionAlreadyStarted, InvalidParameterValue
+from executions.engine.functions import function_resolve, handler_for_version
+from executions.engine.rows import rows
+from executions.engine.transitions import commit_changes, request_invocation
 from executions.models import Execution, ExecutionStatus, Function, Operation
-from executions.rows import rows
-from executions.transitions import commit_changes, request_invocation
 
 EXECUTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INPUT_BYTES = 6 * 1024 * 1024

@@ -14,28 +14,28 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 
-from executions import callback_ids, clock
-from executions.batch import ChangeSet, epoch, wrap_payload
-from executions.db_retry import if_commit_lost, retry_transient
-from executions.errors import (
+from executions.engine import callback_ids, clock
+from executions.engine.changes import ChangeSet, epoch, wrap_payload
+from executions.engine.db_retry import if_commit_lost, retry_transient
+from executions.engine.errors import (
     InvalidCheckpointToken,
     InvalidParameterValue,
     ResourceNotFound,
     ServiceError,
 )
-from executions.functions import function_resolve
-from executions.models import Execution, ExecutionStatus, Function, Operation
-from executions.rows import rows, select_many
-from executions.starts import create_execution
-from executions.tokens import CheckpointToken, decode_marker, encode_marker
-from executions.transitions import (
+from executions.engine.functions import function_resolve
+from executions.engine.rows import rows, select_many
+from executions.engine.starts import create_execution
+from executions.engine.tokens import CheckpointToken, decode_marker, encode_marker
+from executions.engine.transitions import (
     close_execution,
     commit_changes,
     complete_due_timers,
     next_callback_deadline,
 )
-from executions.validation import StoredOp, validate_batch
-from executions.wire import TimestampFormat, as_datetime, as_epoch_seconds, operation_to_wire
+from executions.engine.validation import StoredOp, validate_batch
+from executions.engine.wire import TimestampFormat, as_datetime, as_epoch_seconds, operation_to_wire
+from executions.models import Execution, ExecutionStatus, Function, Operation
 
 CLIENT_TOKEN_WINDOW = datetime.timedelta(minutes=15)
 MAX_CHAINED_INVOKE_BYTES = 1024 * 1024
@@ -52,7 +52,7 @@ def checkpoint(
 ) -> dict[str, Any]:
     """Apply a batch of operation updates; return the CheckpointDurableExecution response.
 
-    Transient database errors are retried (``executions.db_retry``): the batch is
+    Transient database errors are retried (``executions.engine.db_retry``): the batch is
     applied again from scratch, since the failed transaction rolled back. If the
     COMMIT went through before the connection dropped, the retry sees the token's
     sequence already advanced: it returns this attempt's response (``if_commit_lost``);

@@ -6,7 +6,7 @@ Lambda shape, timestamps in epoch *milliseconds*, CONTRACT.md §1.2) and reads
 the handler's output JSON from the response. The URL can be the runtime
 interface emulator of an AWS Lambda base image
 (``http://host:9000/2015-03-31/functions/function/invocations``) or
-``python -m executions.remote_runtime``. The handler there checkpoints back
+``python -m executions.workers.remote_runtime``. The handler there checkpoints back
 over HTTP with the SDK's own ``LambdaClient``, pointed at this server by
 ``AWS_ENDPOINT_URL_LAMBDA`` and signing with an access key.
 

@@ -1,6 +1,6 @@
 """Websocket consumers: thin. Permission in connect, then forward pre-rendered HTML.
 
-Rendering happens once per change in ``executions.live``; the consumers only
+Rendering happens once per change in ``executions.live.updates``; the consumers only
 join a group and pass its fragments on (STYLE-ANCHORS.md practice 12).
 """
 
@@ -14,8 +14,8 @@ from channels.generic.websocket import WebsocketConsumer
 from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
-from executions import live
 from executions.console.permissions import VIEW_EXECUTION, check, execution_get_for_user
+from executions.live import updates as live
 
 
 class _FragmentConsumer(WebsocketConsumer):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from executions.callback_ids import callback_id_for
-from executions.errors import InvalidParameterValue, ResourceNotFound
-from executions.functions import function_arn
+from executions.engine.callback_ids import callback_id_for
+from executions.engine.errors import InvalidParameterValue, ResourceNotFound
+from executions.engine.functions import function_arn
+from executions.engine.tokens import decode_marker, encode_marker
+from executions.engine.wire import TimestampFormat, as_epoch_seconds, event_to_wire, operation_to_wire
 from executions.models import Execution, HistoryEvent, Operation
-from executions.tokens import decode_marker, encode_marker
-from executions.wire import TimestampFormat, as_epoch_seconds, event_to_wire, operation_to_wire
 
 
 def execution_get(arn: str) -> Execution:

@@ -19,10 +19,10 @@ from typing import Any
 from django.conf import settings
 from django.db.models import Q, QuerySet
 
-from executions.errors import InvalidParameterValue, ResourceNotFound
-from executions.functions import function_arn, function_resolve, parse_function_reference
+from executions.engine.errors import InvalidParameterValue, ResourceNotFound
+from executions.engine.functions import function_arn, function_resolve, parse_function_reference
+from executions.engine.wire import TimestampFormat, as_epoch_seconds
 from executions.models import Execution, Function, FunctionVersion
-from executions.wire import TimestampFormat, as_epoch_seconds
 
 EXECUTION_STATUSES = frozenset(
     {"RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "STOPPED", "DELETING", "PAUSING", "PAUSED"}

@@ -22,7 +22,7 @@ Performance notes (PostgreSQL, 1,000,000 executions; figures in README.md,
   of them per request (``execution_counts_by_status``: ~300 ms here).
 - What every view of the home page or the list would otherwise compute again
   (exact counts, chip counts, charts, the waiting board, the function names)
-  goes through ``executions.console_cache`` (the ``wanted_*`` functions): one
+  goes through ``executions.queries.cache`` (the ``wanted_*`` functions): one
   computation serves every viewer for a few seconds and is refreshed off the
   request path, so a view costs the same however many executions run.
 - List rows do not load the large columns (``LIST_DEFERRED_FIELDS``: input,
@@ -54,8 +54,7 @@ from django.db.models.base import ModelState
 from django.http import QueryDict
 from django.utils import timezone
 
-from executions import clock
-from executions.console_cache import Cached, Wanted
+from executions.engine import clock
 from executions.models import (
     OPEN_EXECUTION_STATUSES,
     Execution,
@@ -66,7 +65,8 @@ from executions.models import (
     Invocation,
     Operation,
 )
-from executions.text_search import TRIGRAM_MIN_LENGTH
+from executions.queries.cache import Cached, Wanted
+from executions.queries.text_search import TRIGRAM_MIN_LENGTH
 
 M = TypeVar("M", bound=models.Model)
 
@@ -448,7 +448,7 @@ def execution_counts_by_status() -> dict[str, int]:
     return counts
 
 
-# --- cached counts (executions.console_cache: shared by every view, refreshed off the request) ---
+# --- cached counts (executions.queries.cache: shared by every view, refreshed off the request) ---
 
 
 def wanted_counts_by_status() -> Wanted[dict[str, int]]:
@@ -938,7 +938,7 @@ def _all_rows(model: type[M], execution: Execution, *, order_by: str) -> list[M]
     query. This reads through a Django cursor (so queries are still counted
     and logged) with psycopg's C loader for timestamps, applies the same
     field converters the ORM would, and fills instances without
-    ``Model.__init__`` (as ``executions.rows`` does on the checkpoint path;
+    ``Model.__init__`` (as ``executions.engine.rows`` does on the checkpoint path;
     every column is read, so no defaults are needed).
     """
     db = connections[DEFAULT_DB_ALIAS]

@@ -35,7 +35,7 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
 
-from executions import db_retry
+from executions.engine import db_retry
 
 logger = logging.getLogger(__name__)
 

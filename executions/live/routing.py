@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.urls import path
 
-from executions import consumers
+from executions.live import consumers
 
 websocket_urlpatterns = [
     path("ws/executions/", consumers.ExecutionListConsumer.as_asgi()),

@@ -56,7 +56,7 @@ from django.db import Error as DjangoError
 from django.db import InterfaceError, OperationalError, connections, transaction
 from django.db.backends.base.base import BaseDatabaseWrapper
 
-from executions.errors import ServiceError
+from executions.engine.errors import ServiceError
 
 try:  # psycopg is only needed for PostgreSQL; SQLite-only installs may lack it
     import psycopg
@@ -90,7 +90,7 @@ def classify(exc: BaseException) -> Transient | None:
     """Whether ``exc`` is transient, and how to recover; None for every other error.
 
     Looks at the exception and at its cause: Django wraps driver errors in its own
-    classes, while ``executions.rows`` runs statements on psycopg's own cursor and
+    classes, while ``executions.engine.rows`` runs statements on psycopg's own cursor and
     gets psycopg's classes unwrapped.
     """
     if isinstance(exc, ServiceError):

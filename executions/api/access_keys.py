@@ -26,7 +26,7 @@ from django.utils import timezone
 from executions import audit
 from executions.access import API_OPERATION_PERMISSIONS
 from executions.audit import Actor
-from executions.errors import ResourceNotFound
+from executions.engine.errors import ResourceNotFound
 from executions.models import AccessKey
 
 KEY_ID_ALPHABET = string.ascii_uppercase + string.digits

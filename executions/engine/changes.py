@@ -14,9 +14,9 @@ from typing import Any
 
 from django.db.models import Min
 
-from executions import clock
+from executions.engine import clock
+from executions.engine.rows import Statement, execute, rows
 from executions.models import Execution, HistoryEvent, Operation
-from executions.rows import Statement, execute, rows
 
 OPERATION_UPDATE_FIELDS = [
     "status",

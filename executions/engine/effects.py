@@ -58,7 +58,7 @@ def send(effects: Iterable[Effect]) -> None:
 
 def _send_one(kind: str, target: Any) -> None:
     if kind == "changed":
-        from executions import live
+        from executions.live import updates as live
 
         live.notify(target)
         return

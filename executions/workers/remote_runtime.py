@@ -1,4 +1,4 @@
-"""Host a handler for Durable Console on another machine: ``python -m executions.remote_runtime``.
+"""Host a handler for Durable Console on another machine: ``python -m executions.workers.remote_runtime``.
 
 A minimal stand-in for Lambda's runtime interface emulator, with the same
 route (``POST /2015-03-31/functions/function/invocations``): it imports the
@@ -9,7 +9,7 @@ server with ``AWS_ENDPOINT_URL_LAMBDA`` and an access key::
 
     AWS_ENDPOINT_URL_LAMBDA=http://console:8000 AWS_ACCESS_KEY_ID=... \\
     AWS_SECRET_ACCESS_KEY=... AWS_DEFAULT_REGION=us-east-1 \\
-    python -m executions.remote_runtime mymodule:handler --port 9000
+    python -m executions.workers.remote_runtime mymodule:handler --port 9000
 
 then ``manage.py durable functions register NAME http://this-host:9000/2015-03-31/functions/function/invocations``.
 """

@@ -11,7 +11,7 @@ cache, every web process) for a few seconds:
   process at a time, by a lock in the cache) computes it again, so no view waits for it;
 - missing or older than that: computed by the view.
 
-Ages are on the engine clock (``executions.clock``). A page that showed a value computed
+Ages are on the engine clock (``executions.engine.clock``). A page that showed a value computed
 before the view asks to be fetched again once a fresh one should be there
 (``refresh_after_ms``), so a live refresh that got old counts is corrected without another
 push. A cache that cannot be reached is skipped: the view computes, as without one.
@@ -30,7 +30,7 @@ from typing import Any, Generic, TypeVar
 from django.core.cache import cache
 from django.db import connections
 
-from executions import clock
+from executions.engine import clock
 
 T = TypeVar("T")
 

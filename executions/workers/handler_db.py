@@ -14,7 +14,7 @@ Each unit of work (``fn``) survives a restarting database: a transient error
 connection and runs the unit again with backoff, instead of failing the handler's
 step with an ``OperationalError`` that its retry strategy would count as an
 attempt. A unit runs as one transaction, and a COMMIT whose answer was lost is
-checked rather than assumed lost (``executions.db_retry.call_verified``), so a
+checked rather than assumed lost (``executions.engine.db_retry.call_verified``), so a
 ledger entry is never written twice. A sandbox child checks this thread's
 connection at the start of each job (:func:`check_connection`).
 
@@ -32,7 +32,7 @@ from typing import Any, TypeVar
 
 from django.db import close_old_connections, connections
 
-from executions import db_retry
+from executions.engine import db_retry
 
 T = TypeVar("T")
 

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import connections
 
-from executions.errors import InvalidParameterValue, ResourceNotFound
-from executions.functions import function_arn, limits_for_version
-from executions.listing import resolve_with_qualifier
+from executions.engine.errors import InvalidParameterValue, ResourceNotFound
+from executions.engine.functions import function_arn, limits_for_version
+from executions.engine.starts import EXECUTION_NAME_PATTERN, execution_start
 from executions.models import Execution, ExecutionStatus, Function
-from executions.starts import EXECUTION_NAME_PATTERN, execution_start
+from executions.queries.listing import resolve_with_qualifier
 from executions.workers.invoker import SandboxRunner, plain_result
 from executions.workers.runtime import PlainCall
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from executions.errors import InvalidCheckpointToken, InvalidParameterValue
+from executions.engine.errors import InvalidCheckpointToken, InvalidParameterValue
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from executions.errors import InvalidParameterValue
+from executions.engine.errors import InvalidParameterValue
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")

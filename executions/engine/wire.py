@@ -11,7 +11,7 @@ import datetime
 from collections.abc import Callable
 from typing import Any
 
-from executions.callback_ids import callback_id_for
+from executions.engine.callback_ids import callback_id_for
 from executions.models import HistoryEvent, Operation
 
 TimestampFormat = Callable[[datetime.datetime], Any]

@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from django.conf import settings
 from django.db import transaction
 
-from executions.errors import InvalidParameterValue, ResourceNotFound
+from executions.engine.errors import InvalidParameterValue, ResourceNotFound
 from executions.models import (
     DEFAULT_FUNCTION_MEMORY_MB,
     DEFAULT_FUNCTION_TIMEOUT_SECONDS,
@@ -27,7 +27,7 @@ from executions.models import (
     Function,
     FunctionVersion,
 )
-from executions.remote import RemoteHandler, is_remote
+from executions.workers.remote import RemoteHandler, is_remote
 
 FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 HANDLER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
@@ -94,7 +94,7 @@ def function_arn(function: Function, qualifier: str | None = None) -> str:
 def load_handler(path: str) -> Callable[..., Any]:
     """Import ``module:attr``; raise InvalidParameterValue with the reason if it fails.
 
-    An ``http(s)://`` path names a handler hosted elsewhere (``executions.remote``).
+    An ``http(s)://`` path names a handler hosted elsewhere (``executions.workers.remote``).
     Only the deployment's own code may be a handler (``DURABLE_HANDLER_MODULES``; remote
     ones: ``DURABLE_REMOTE_HANDLER_ORIGINS``): registering ``os:system`` would otherwise run
     anything. Workers load handlers through here too, so a function registered before a

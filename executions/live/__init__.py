@@ -1,0 +1,1 @@
+"""Live updates: rendering changed executions and pushing them over Channels."""

@@ -1,0 +1,1 @@
+"""Read models: what the console, the API listings and bench ask the database."""
