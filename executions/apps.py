@@ -8,8 +8,20 @@ class ExecutionsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: these modules import models, which Django allows
+        # only once the app registry is ready.
         from executions.access import ensure_groups
         from executions.api.access_keys import revoke_keys_of_deleted_user
+        from executions.engine import effects
+        from executions.live import updates
+
+        # The engine's after-commit effects reach the layers above it through sinks
+        # registered here, so the engine imports none of them.
+        effects.add_change_listener(updates.notify)
+        if settings.CELERY_BROKER_URL:
+            from executions.workers.celery_sink import CeleryWorkSink
+
+            effects.set_broker_sink(CeleryWorkSink())
 
         # After migrate has created this app's permissions, grant them to the groups.
         post_migrate.connect(ensure_groups, sender=self, dispatch_uid="executions.ensure_groups")

@@ -106,11 +106,9 @@ def bulk_job_create(
 
 def bulk_job_dispatch(job_id: int) -> None:
     """Start a runner: a Celery task when workers run elsewhere, else a thread right here."""
-    if settings.CELERY_BROKER_URL and not dispatch.is_embedded():
-        from executions import tasks
-
+    if (broker := dispatch.broker()) is not None:
         try:
-            tasks.run_bulk_job.delay(job_id)
+            broker.submit_bulk_job(job_id)
         except Exception:  # the scheduler sends it again once the job looks stale
             logger.warning("bulk job %s not dispatched", job_id, exc_info=True)
         return

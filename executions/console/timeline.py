@@ -23,8 +23,8 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from executions.console.formatting import duration, error_message, payload_size, status_class
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
-from executions.templatetags.console import duration, error_message, payload_size, status_class
 
 # A context with more children than this starts folded (a map over 500 items).
 FOLD_CHILDREN_OVER = 25

@@ -7,10 +7,9 @@ work: the scheduler finds every due execution in the database anyway.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from django.conf import settings
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
@@ -19,11 +18,21 @@ Effect = tuple[str, Any]
 
 
 class WorkSink(Protocol):
+    """Where hints go: the embedded pool (or a test driver) in-process, or Celery."""
+
     def submit_execution(self, execution_id: int) -> None: ...
     def submit_plain_invoke(self, execution_id: int, operation_id: str) -> None: ...
 
 
+class BrokerSink(WorkSink, Protocol):
+    def submit_bulk_job(self, job_id: int) -> None: ...
+
+
 _local_sink: WorkSink | None = None
+# Registered at startup (ExecutionsConfig.ready), so the engine never imports the layers
+# that consume its effects: the Celery sink when a broker is configured, and the live layer.
+_broker_sink: BrokerSink | None = None
+_change_listeners: list[Callable[[int], None]] = []
 
 
 def set_local_sink(sink: WorkSink | None) -> None:
@@ -32,14 +41,31 @@ def set_local_sink(sink: WorkSink | None) -> None:
     _local_sink = sink
 
 
+def set_broker_sink(sink: BrokerSink | None) -> None:
+    """Route hints to a message broker's workers (production)."""
+    global _broker_sink
+    _broker_sink = sink
+
+
+def add_change_listener(listener: Callable[[int], None]) -> None:
+    """Call ``listener(execution_id)`` after every committed change (live updates)."""
+    if listener not in _change_listeners:
+        _change_listeners.append(listener)
+
+
 def is_embedded() -> bool:
     """Whether an in-process worker pool takes this process's work (embedded mode, tests)."""
     return _local_sink is not None
 
 
+def broker() -> BrokerSink | None:
+    """The broker's sink, unless an in-process pool takes this process's work."""
+    return None if _local_sink is not None else _broker_sink
+
+
 def can_hint() -> bool:
     """Whether this process delivers wake-up hints (else only the scheduler finds work)."""
-    return _local_sink is not None or bool(settings.CELERY_BROKER_URL)
+    return _local_sink is not None or _broker_sink is not None
 
 
 def after_commit(effects: Iterable[Effect]) -> None:
@@ -58,21 +84,13 @@ def send(effects: Iterable[Effect]) -> None:
 
 def _send_one(kind: str, target: Any) -> None:
     if kind == "changed":
-        from executions.live import updates as live
-
-        live.notify(target)
+        for listener in _change_listeners:
+            listener(target)
         return
-    if _local_sink is not None:
-        if kind == "wake":
-            _local_sink.submit_execution(target)
-        elif kind == "plain_invoke":
-            _local_sink.submit_plain_invoke(*target)
+    sink = _local_sink or _broker_sink
+    if sink is None:
         return
-    if not settings.CELERY_BROKER_URL:
-        return
-    from executions import tasks
-
     if kind == "wake":
-        tasks.run_execution.delay(target)
+        sink.submit_execution(target)
     elif kind == "plain_invoke":
-        tasks.run_plain_invoke.delay(*target)
+        sink.submit_plain_invoke(*target)

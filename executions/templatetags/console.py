@@ -1,179 +1,34 @@
-"""Template filters for the console: durations, JSON viewers, status styling."""
+"""Template filters for the console: the functions of ``executions.console.formatting``."""
 
 from __future__ import annotations
 
-import datetime
 import json
 from typing import Any
 
 from django import template
-from django.utils.html import format_html, format_html_join
-from django.utils.safestring import SafeString, mark_safe
+
+from executions.console import formatting
+from executions.console.timeline import visible_details
 
 register = template.Library()
 
-# Above this size a payload is shown as plain pretty-printed text: a tree of
-# thousands of <details> elements costs more than it helps.
-TREE_MAX_CHARS = 50_000
-PREVIEW_MAX_CHARS = 200_000
-
-
-@register.filter
-def duration(value: datetime.timedelta | float | int | None) -> str:
-    """``350 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
-    if value is None or value == "":
-        return ""
-    seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
-    sign, seconds = ("-" if seconds < 0 else ""), abs(seconds)
-    if seconds < 1:
-        return f"{sign}{seconds * 1000:.0f} ms"
-    if seconds < 60:
-        return f"{sign}{seconds:.1f} s"
-    minutes, secs = divmod(int(seconds), 60)
-    if minutes < 60:
-        return f"{sign}{minutes} min {secs} s" if secs else f"{sign}{minutes} min"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 48:
-        return f"{sign}{hours} h {minutes} min" if minutes else f"{sign}{hours} h"
-    days, hours = divmod(hours, 24)
-    return f"{sign}{days} d {hours} h" if hours else f"{sign}{days} d"
-
-
-@register.filter
-def elapsed(start: datetime.datetime | None, end: datetime.datetime | None = None) -> str:
-    """The duration from ``start`` to ``end`` (or to now, for something still running)."""
-    if start is None:
-        return ""
-    from executions.engine import clock
-
-    return duration((end or clock.now()) - start)
-
-
-def parse_json(text: Any) -> tuple[bool, Any]:
-    """(True, value) for JSON text or an already-parsed value; (False, text) otherwise."""
-    if text is None:
-        return True, None
-    if not isinstance(text, str):
-        return True, text
-    try:
-        return True, json.loads(text)
-    except (ValueError, RecursionError):  # nested deeper than the stack allows: shown as text
-        return False, text
-
-
-@register.filter
-def pretty_json(value: Any) -> str:
-    """JSON text (or a value) pretty-printed; text that is not JSON comes back unchanged."""
-    ok, parsed = parse_json(value)
-    if not ok:
-        return str(value)
-    try:
-        text = json.dumps(parsed, indent=2, ensure_ascii=False, sort_keys=False)
-    except RecursionError:
-        return str(value)
-    if len(text) > PREVIEW_MAX_CHARS:
-        return text[:PREVIEW_MAX_CHARS] + "\n… (truncated; download for all of it)"
-    return text
-
-
-@register.filter
-def json_tree(value: Any) -> SafeString:
-    """A collapsible tree of nested <details> for JSON; small payloads only (else a <pre>)."""
-    ok, parsed = parse_json(value)
-    if ok and len(str(value)) <= TREE_MAX_CHARS:
-        try:
-            return format_html('<div class="json-tree">{}</div>', _node(parsed, 0))
-        except RecursionError:  # too deep to draw as a tree: the text below
-            pass
-    return format_html('<pre class="json">{}</pre>', pretty_json(value))
-
-
-def _node(value: Any, depth: int) -> SafeString:
-    if isinstance(value, dict) and value:
-        pairs = ((json.dumps(k), _node(v, depth + 1)) for k, v in value.items())
-        items = format_html_join("", '<li><span class="json-key">{}</span>: {}</li>', pairs)
-        return _branch("{", "}", f"{len(value)} keys", items, depth)
-    if isinstance(value, list) and value:
-        items = format_html_join("", "<li>{}</li>", ((_node(v, depth + 1),) for v in value))
-        return _branch("[", "]", f"{len(value)} items", items, depth)
-    kind = "null" if value is None else type(value).__name__
-    return format_html('<span class="json-{}">{}</span>', kind, json.dumps(value, ensure_ascii=False))
-
-
-def _branch(opening: str, closing: str, summary: str, items: SafeString, depth: int) -> SafeString:
-    # Deep levels start folded so a large document opens at a readable size.
-    is_open = mark_safe(" open") if depth < 3 else ""
-    return format_html(
-        '<details{}><summary>{} <span class="json-count">{}</span></summary><ul>{}</ul>{}</details>',
-        is_open,
-        opening,
-        summary,
-        items,
-        closing,
-    )
-
-
-@register.filter
-def payload_size(value: Any) -> str:
-    if value is None:
-        return ""
-    size = len(value.encode()) if isinstance(value, str) else len(json.dumps(value).encode())
-    if size < 1024:
-        return f"{size} B"
-    if size < 1024 * 1024:
-        return f"{size / 1024:.1f} KiB"
-    return f"{size / 1024 / 1024:.1f} MiB"
-
-
-@register.filter
-def error_message(error: Any) -> str:
-    """The one-line message of a Lambda error object."""
-    if not error:
-        return ""
-    if isinstance(error, dict):
-        return str(error.get("ErrorMessage") or error.get("ErrorType") or json.dumps(error))[:300]
-    return str(error)[:300]
-
-
-@register.filter
-def status_class(status: str | None) -> str:
-    return f"st-{(status or 'unknown').lower().replace('_', '-')}"
-
-
-@register.filter
-def isoformat(value: datetime.datetime | None) -> str:
-    return value.isoformat() if value else ""
+FILTERS = (
+    formatting.duration,
+    formatting.elapsed,
+    formatting.pretty_json,
+    formatting.json_tree,
+    formatting.payload_size,
+    formatting.error_message,
+    formatting.status_class,
+    formatting.isoformat,
+    formatting.event_summary,
+    formatting.add_delta,
+)
+for _filter in FILTERS:
+    register.filter(_filter.__name__, _filter)
 
 
 @register.filter
 def event_details(details: dict[str, Any] | None) -> str:
     """A history event's details as pretty JSON, without the callback seed."""
-    from executions.console.timeline import visible_details
-
     return json.dumps(visible_details(details or {}), indent=2, ensure_ascii=False, default=str)
-
-
-@register.filter
-def event_summary(details: dict[str, Any] | None) -> str:
-    """One line for the history table: the error message, or which payload the event carries."""
-    details = details or {}
-    error = (details.get("Error") or {}).get("Payload") if isinstance(details.get("Error"), dict) else None
-    if error:
-        return error_message(error)
-    parts = []
-    for key, value in details.items():
-        if key == "CallbackSeed" or value in (None, "", {}):
-            continue
-        if isinstance(value, dict) and "Payload" in value:
-            parts.append(f"{key}: {payload_size(value['Payload']) or 'empty'}")
-        elif not isinstance(value, dict | list):
-            parts.append(f"{key}: {value}")
-    return ", ".join(parts)[:200]
-
-
-@register.filter
-def add_delta(moment: datetime.datetime | None, delta: datetime.timedelta | None) -> datetime.datetime | None:
-    """``moment + delta`` (a deadline from now and the time left)."""
-    if moment is None or delta is None:
-        return moment
-    return moment + delta

@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions import operator, services
 from executions.audit import Actor
+from executions.console.formatting import pretty_json
 from executions.console.forms import (
     CallbackFailForm,
     CallbackSucceedForm,
@@ -38,7 +39,6 @@ from executions.console.permissions import (
 from executions.engine.callback_ids import callback_id_for
 from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
-from executions.templatetags.console import pretty_json
 
 
 def _performed(
