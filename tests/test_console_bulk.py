@@ -9,9 +9,10 @@ import pytest
 
 from examples import ledger
 from executions import bulk_jobs, tasks
-from executions.engine import clock
+from executions.engine import clock, effects
 from executions.models import AuditEntry, BulkJob, Execution
 from executions.workers import scheduler
+from executions.workers.celery_sink import CeleryWorkSink
 from tests import console_handlers
 from tests.console_support import Cast, finished, make_cast, register_demos
 from tests.engine_driver import EngineDriver, engine_driver, refreshed, register, start
@@ -280,11 +281,10 @@ def test_a_job_nobody_runs_is_sent_again_once_per_interval(
     assert sent == [job.pk, job.pk]
 
 
-def test_with_workers_elsewhere_the_job_goes_to_celery(
-    cast: Cast, monkeypatch: pytest.MonkeyPatch, settings: object
-) -> None:
+def test_with_workers_elsewhere_the_job_goes_to_celery(cast: Cast, monkeypatch: pytest.MonkeyPatch) -> None:
     sent: list[int] = []
     monkeypatch.setattr(tasks.run_bulk_job, "delay", sent.append)
-    settings.CELERY_BROKER_URL = "redis://example.invalid/0"  # type: ignore[attr-defined]
+    # What ExecutionsConfig.ready registers when CELERY_BROKER_URL is set.
+    monkeypatch.setattr(effects, "_broker_sink", CeleryWorkSink())
     bulk_jobs.bulk_job_dispatch(41)  # no embedded worker pool in this process
     assert sent == [41]
