@@ -243,7 +243,7 @@ def test_function_create_imports_and_checks_the_handler(cast: Cast, driver: Engi
         ("not a path", "on", b"Handler must look like"),
         ("tests.console_handlers:NOT_CALLABLE", "", b"is not callable"),
         ("tests.console_handlers:plain", "on", b"not a @durable_execution handler"),
-        ("tests.console_handlers:approval", "", b"tick Durable"),
+        ("tests.console_handlers:approval", "", b"register it as a durable function"),
     ]
     for handler, durable, error in cases:
         response = client.post(

@@ -319,3 +319,20 @@ def test_admin_shows_the_configuration_read_only_with_every_version(admin_client
     assert saved.status_code == 302
     after = Function.objects.get(pk=function.pk)
     assert (after.description, after.timeout_seconds, after.version) == ("x", 42, 2)
+
+
+@pytest.mark.django_db
+def test_registration_checks_the_handler_kind_wherever_it_comes_from() -> None:
+    """The service, not each caller, tells a @durable_execution handler from a plain one."""
+    from executions.engine.functions import InvalidFunctionConfig, function_register, is_durable_handler
+    from tests import console_handlers
+
+    assert is_durable_handler(console_handlers.approval)
+    assert not is_durable_handler(console_handlers.plain)
+    with pytest.raises(InvalidFunctionConfig, match="plain callable") as plain_as_durable:
+        function_register(name="kind-a", handler="tests.console_handlers:plain", durable=True)
+    assert plain_as_durable.value.field == "handler"
+    with pytest.raises(InvalidFunctionConfig, match="register it as a durable function") as durable_as_plain:
+        function_register(name="kind-b", handler="tests.console_handlers:approval", durable=False)
+    assert durable_as_plain.value.field == "durable"
+    assert not Function.objects.filter(name__startswith="kind-").exists()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -15,9 +14,9 @@ from executions.engine.functions import (
     FUNCTION_NAME_PATTERN,
     InvalidFunctionConfig,
     check_environment,
+    check_handler_kind,
     check_memory_mb,
     check_timeout_seconds,
-    load_handler,
     parse_environment_lines,
 )
 from executions.models import (
@@ -26,7 +25,6 @@ from executions.models import (
     AuditChannel,
     BulkJob,
 )
-from executions.workers.remote import is_remote
 
 T = TypeVar("T")
 
@@ -105,22 +103,6 @@ class StartForm(forms.Form):
         help_text="Optional execution name (letters, digits, - and _); starting a name twice is idempotent.",
     )
     input_payload = JSONTextField(label="Input (JSON)", required=False, initial="{}")
-
-
-@functools.cache
-def _durable_wrapper_code() -> Any:
-    from aws_durable_execution_sdk_python import durable_execution
-
-    return durable_execution(lambda event, context: None).__code__
-
-
-def is_durable_handler(handler: Any) -> bool:
-    """Whether ``handler`` is the SDK's ``@durable_execution`` wrapper (and not a plain callable).
-
-    ``functools.wraps`` copies the name and module of the user's function onto
-    the wrapper, so only the wrapper's code object tells the two apart.
-    """
-    return getattr(handler, "__code__", None) is _durable_wrapper_code()
 
 
 class FunctionForm(forms.Form):
@@ -212,20 +194,11 @@ class FunctionForm(forms.Form):
         if not path:
             return cleaned
         try:
-            handler = load_handler(path)  # imports it: a typo fails here, not at the first run
+            check_handler_kind(path, durable=bool(cleaned.get("durable")))
+        except InvalidFunctionConfig as exc:
+            self.add_error(exc.field, exc.message)
         except InvalidParameterValue as exc:
             self.add_error("handler", exc.message)
-            return cleaned
-        if is_remote(path):
-            return cleaned  # a remote handler cannot be inspected from here
-        durable = is_durable_handler(handler)
-        if cleaned.get("durable") and not durable:
-            self.add_error(
-                "handler",
-                "This is a plain callable, not a @durable_execution handler: untick Durable, or decorate it.",
-            )
-        elif not cleaned.get("durable") and durable:
-            self.add_error("durable", "This handler is wrapped with @durable_execution: tick Durable.")
         return cleaned
 
 

@@ -12,9 +12,11 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, TypeGuard
 from urllib.parse import urlsplit
 
+import aws_durable_execution_sdk_python
 from django.conf import settings
 from django.db import transaction
 
@@ -194,6 +196,42 @@ class InvalidFunctionConfig(InvalidParameterValue):
         self.field = field
 
 
+def is_durable_handler(handler: object) -> bool:
+    """Whether ``handler`` is the SDK's ``@durable_execution`` wrapper, not a plain callable.
+
+    ``functools.wraps`` gives the wrapper the user function's name and module, so those
+    cannot tell them apart; the wrapper's code, though, lives in the SDK's package, and it
+    keeps the user's function as ``__wrapped__``. Both hold for any SDK version whose
+    decorator wraps the handler, wherever in the package the wrapper is defined.
+    """
+    code = getattr(handler, "__code__", None)
+    if code is None or not hasattr(handler, "__wrapped__"):
+        return False
+    return Path(code.co_filename).resolve().is_relative_to(_SDK_PACKAGE_DIR)
+
+
+_SDK_PACKAGE_DIR = Path(aws_durable_execution_sdk_python.__file__).resolve().parent
+
+
+def check_handler_kind(path: str, *, durable: bool) -> Callable[..., Any]:
+    """Import the handler (a typo fails here, not at the first run) and check that it is a
+    ``@durable_execution`` handler for a durable function and a plain callable otherwise."""
+    handler = load_handler(path)
+    if is_remote(path):
+        return handler  # runs elsewhere: nothing here can inspect it
+    if durable and not is_durable_handler(handler):
+        raise InvalidFunctionConfig(
+            "handler",
+            f"{path} is a plain callable, not a @durable_execution handler: register it as a plain "
+            "function, or decorate it.",
+        )
+    if not durable and is_durable_handler(handler):
+        raise InvalidFunctionConfig(
+            "durable", f"{path} is wrapped with @durable_execution: register it as a durable function."
+        )
+    return handler
+
+
 def _whole_number(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)  # True is an int to Python
 
@@ -361,7 +399,7 @@ def function_register(
     """
     if not FUNCTION_NAME_PATTERN.match(name):
         raise InvalidParameterValue(f"Invalid function name {name!r}: use [A-Za-z0-9_-], 1-64")
-    load_handler(handler)
+    check_handler_kind(handler, durable=durable)
     timeout = _checked_execution_timeout(execution_timeout)
     change = _checked_change(timeout_seconds, memory_mb, environment)
     function = Function.objects.select_for_update().filter(name=name).first()

@@ -19,28 +19,24 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-from aws_durable_execution_sdk_python import state as sdk_state
 from aws_durable_execution_sdk_python.execution import (
     DurableExecutionInvocationInputWithClient,
     InitialExecutionState,
 )
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
-from django.conf import settings
 from django.db import close_old_connections, connections
 
 from executions.engine.functions import FunctionLimits, load_handler
 from executions.services import InvocationInput
+from executions.workers import sdk_internals
 from executions.workers.client import DatabaseServiceClient
 
 logger = logging.getLogger(__name__)
 
 
 def tune_sdk() -> None:
-    """The SDK's checkpoint thread polls its stop signal every 100 ms, so every
-    invocation would end up to 100 ms after the handler returned. On Lambda that
-    is hidden in the runtime; here it would cap a sandbox at ~10 invocations/s.
-    Polling every few milliseconds changes nothing the handler can see."""
-    sdk_state._STOP_SIGNAL_POLL_SECONDS = settings.DURABLE_SDK_STOP_POLL_SECONDS
+    """Apply the engine's tunings of SDK internals (``executions.workers.sdk_internals``)."""
+    sdk_internals.apply()
 
 
 @dataclass(frozen=True)
