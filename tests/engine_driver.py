@@ -19,7 +19,7 @@ from executions import services
 from executions.engine import callback_ids, clock
 from executions.engine import effects as dispatch
 from executions.engine.functions import function_register
-from executions.models import Execution, Operation
+from executions.models import Execution, Function, FunctionVersion, Operation
 from executions.queries import selectors
 from executions.workers import scheduler
 from executions.workers.invoker import Invoker
@@ -133,6 +133,13 @@ def engine_driver(start: datetime.datetime | None = None) -> Iterator[EngineDriv
 
 def handler_path(handler: Callable[..., Any]) -> str:
     return f"{handler.__module__}:{handler.__qualname__}"
+
+
+def register_unchecked(name: str, handler: Callable[..., Any]) -> None:
+    """A durable function whose handler registration would refuse (a plain callable), written
+    straight to the tables: the only way to drive a runtime that raises outside the SDK."""
+    function = Function.objects.create(name=name, handler=handler_path(handler))
+    FunctionVersion.objects.create(function=function, version=1, handler=function.handler)
 
 
 def register(name: str, handler: Callable[..., Any], *, durable: bool = True, timeout: int = 300) -> None:

@@ -33,6 +33,7 @@ from tests.engine_driver import (
     handler_path,
     refreshed,
     register,
+    register_unchecked,
     start,
     started_callback,
     wire_operations,
@@ -206,7 +207,7 @@ def test_heartbeat_keeps_a_callback_alive_past_its_heartbeat_timeout() -> None:
 
 
 def test_raised_invocations_are_retried_then_the_execution_fails() -> None:
-    register("crashing", crashing)
+    register_unchecked("crashing", crashing)
     with engine_driver() as driver:
         execution = start("crashing", {})
         driver.run_until(lambda: refreshed(execution).is_terminal)
