@@ -1,4 +1,4 @@
-"""Signed, single-use links for e-mails (DESIGN.md §6).
+"""Signed, single-use links for e-mails (docs/architecture.md, where each rule lives).
 
 A token is ``django.core.signing.dumps`` (a TimestampSigner under a salt per
 purpose) of the row id and the row's random nonce, so nobody can make one

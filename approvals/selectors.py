@@ -1,7 +1,7 @@
 """Reading approvals: who sees which requests, the inbox tabs, and decisions for the timeline.
 
 Every view goes through ``inbox_scope`` and ``request_get_for_user``, so the
-visibility rule lives here only (STYLE-ANCHORS.md practice 7): approvers see
+visibility rule lives here only: approvers see
 the requests that name them or one of their groups; operators and admins
 (``view_all_requests``) see all; anyone else sees none.
 """

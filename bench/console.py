@@ -9,7 +9,7 @@ on a 2-core machine), VACUUM ANALYZEs, then times what the console pages call:
 
 - the execution list: ``execution_page`` + ``status_counts`` for the same
   filters, one after the other, for every filter the list offers and some
-  combinations (DESIGN.md §5: p95 <= 150 ms);
+  combinations (target: p95 <= 150 ms);
 - the detail page: loading the execution and ``execution_detail_data`` of the
   execution with 3,000 operations (p95 <= 300 ms);
 - the home page and the function registry: activity charts, the

@@ -1,4 +1,4 @@
-"""The DBOS peer, measured the same way as our engine (PERF-ANCHORS.md §6 G1/G2).
+"""The DBOS peer, measured the same way as our engine (bench/run.py's per-step and throughput runs).
 
 Run with a Python that has ``dbos`` (requirements-bench.txt), given a PostgreSQL URL:
 

@@ -202,7 +202,7 @@ DURABLE_BULK_STALE_SECONDS = env_float("DURABLE_BULK_STALE_SECONDS", 30.0)
 # --- Celery (production transport) -----------------------------------------
 # Without a broker the engine runs embedded: an in-process worker pool fed by
 # the scheduler loop. Celery messages are only wake-up hints either way; the
-# database decides what runs (DESIGN.md §2).
+# database decides what runs (docs/architecture.md).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL")
 CELERY_TASK_ACKS_LATE = True
 CELERY_TASK_REJECT_ON_WORKER_LOST = True

@@ -1,4 +1,4 @@
-"""Groups and what each may do (DESIGN.md §6): admins, operators, approvers, viewers."""
+"""Groups and what each may do: admins, operators, approvers, viewers (docs/architecture.md)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The durable service's tables: functions, executions, operations, history, invocations.
 
-Operations keep every field of the wire ``Operation`` (CONTRACT.md §4.2) in columns,
+Operations keep every field of the wire ``Operation`` (docs/api.md, Operations) in columns,
 so the checkpoint path can validate and rebuild the wire shape without parsing JSON
 blobs. Executions carry the lease and wake-up columns the scheduler claims on.
 """
@@ -197,7 +197,7 @@ class Execution(models.Model):
     # Checkpoint token sequence within the current invocation.
     checkpoint_seq = models.PositiveIntegerField(default=0)
     # Change tracking: every operation change bumps change_seq; the handler has
-    # seen everything up to seen_seq (the delta of CONTRACT.md §1.4).
+    # seen everything up to seen_seq (the delta of docs/api.md).
     change_seq = models.PositiveBigIntegerField(default=0)
     seen_seq = models.PositiveBigIntegerField(default=0)
     operation_count = models.PositiveIntegerField(default=0)
@@ -206,7 +206,7 @@ class Execution(models.Model):
     # Earliest moment a timer of this execution (or its timeout) is due.
     wake_at = models.DateTimeField(null=True, blank=True)
 
-    # ClientToken idempotency (single slot, CONTRACT.md §2.5).
+    # ClientToken idempotency (single slot, docs/api.md).
     last_client_token = models.CharField(max_length=64, blank=True, default="")
     last_inbound_token = models.CharField(max_length=2048, blank=True, default="")
     last_response = models.JSONField(null=True, blank=True)
@@ -351,7 +351,7 @@ class Operation(models.Model):
 
 
 class HistoryEvent(models.Model):
-    """One GetDurableExecutionHistory event (CONTRACT.md §4.4)."""
+    """One GetDurableExecutionHistory event (docs/api.md, Operations)."""
 
     execution = models.ForeignKey(Execution, on_delete=models.CASCADE, related_name="events")
     event_id = models.PositiveIntegerField()

@@ -221,7 +221,7 @@ def run_over_api(server: LiveServer, case: Case) -> Outcome:
 
 # The runner rebuilds operations from history with ``events_to_operations``, which
 # does not know ExecutionPaused/ExecutionResumed and then reports no operations at
-# all (CONTRACT.md §4.4); for such cases only status and result are compared.
+# all (docs/api.md, Operations); for such cases only status and result are compared.
 HISTORY_WITHOUT_OPERATIONS = frozenset({"pause-resume-callback"})
 
 

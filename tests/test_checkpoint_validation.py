@@ -1,4 +1,4 @@
-"""Every invalid checkpoint of CONTRACT.md §2.4/§2.8 gets its exact error and changes nothing."""
+"""Every invalid checkpoint of docs/api.md/§2.8 gets its exact error and changes nothing."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""AWS error shapes for the Lambda-compatible API (CONTRACT.md §1.6).
+"""AWS error shapes for the Lambda-compatible API (docs/api.md, Errors).
 
 Every error leaves as ``{"Type": "User"|"Service", "message": ...}`` with the
 code in the ``X-Amzn-ErrorType`` header: botocore reads the code from that

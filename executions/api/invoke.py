@@ -1,4 +1,4 @@
-"""Invoke as the Lambda API defines it, on top of the engine (CONTRACT.md §4.2).
+"""Invoke as the Lambda API defines it, on top of the engine (docs/api.md, Operations).
 
 - A durable function starts (or, by name, finds) an execution through
   ``execution_start``. ``Event`` returns at once; ``RequestResponse`` waits

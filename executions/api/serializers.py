@@ -1,4 +1,4 @@
-"""Input fields shared by the API's serializers, with the model's patterns (CONTRACT.md §2.8).
+"""Input fields shared by the API's serializers, with the model's patterns (docs/api.md, Validation).
 
 botocore checks only required fields and minimums, so lengths and patterns are
 enforced here, before any service runs.

@@ -1,4 +1,4 @@
-"""Routes of the Lambda-compatible API, mounted at the site root (CONTRACT.md §4.1).
+"""Routes of the Lambda-compatible API, mounted at the site root (docs/api.md, Operations).
 
 ARNs and callback ids arrive percent-encoded and contain '/', ':', '$', '+'
 and '='; the server decodes ``%2F`` to '/' before routing, so a label cannot

@@ -1,4 +1,4 @@
-"""The Lambda-compatible REST API: one APIView per operation (CONTRACT.md §4).
+"""The Lambda-compatible REST API: one APIView per operation (docs/api.md, Operations).
 
 Each view parses and validates, calls one service or selector, and renders.
 The engine's selectors already build the wire shapes, so there are no output
@@ -272,7 +272,7 @@ class CheckpointApi(LambdaApiView):
     def post(self, request: Request, arn: str) -> Response:
         body = json_object_body(_body(request))
         data = validated(self.InputSerializer, body)
-        # The engine validates each update (CONTRACT.md §2.4) before applying any.
+        # The engine validates each update (docs/api.md) before applying any.
         response = services.checkpoint(
             arn,
             data["CheckpointToken"],
@@ -388,7 +388,7 @@ class CallbackSuccessApi(LambdaApiView):
     operations = {"POST": "SendDurableExecutionCallbackSuccess"}
 
     def post(self, request: Request, callback_id: str) -> Response:
-        # The body is the raw Result blob, not JSON (CONTRACT.md §7 pitfall 9).
+        # The body is the raw Result blob, not JSON (docs/api.md pitfall 9).
         services.callback_succeed(_callback_id(callback_id), _body(request))
         return Response({})
 

@@ -2,7 +2,7 @@
 
 The history keeps one ``StepFailed`` event per failed attempt (with its
 ``RetryDetails``) and a final ``StepSucceeded``, so every attempt's error or
-result is still there to compare; no other console shows this (CONSOLE-ANCHORS.md §3.1).
+result is still there to compare; no other console shows this.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Who may see and do what in the console: one permission-checked accessor per entity.
 
 Views, the websocket consumer and the bulk job all go through these, so a
-permission rule lives in exactly one place (STYLE-ANCHORS.md practice 7).
+permission rule lives in exactly one place.
 Permissions come from the groups in ``executions.access``.
 """
 

@@ -1,4 +1,4 @@
-"""CheckpointDurableExecution and GetDurableExecutionState (CONTRACT.md §1.4 to §2.6).
+"""CheckpointDurableExecution and GetDurableExecutionState (docs/api.md to §2.6).
 
 One checkpoint call is one transaction: lock the execution row, check the
 token, validate the batch, apply it, complete due timers, compute the delta
@@ -404,7 +404,7 @@ def _response(execution: Execution, delta: list[Operation], ts: TimestampFormat)
     response: dict[str, Any] = {
         "NewExecutionState": {"Operations": [operation_to_wire(op, ts) for op in delta]}
     }
-    # No token when closed (the SDK settles) or paused (the SDK suspends, CONTRACT.md §1.5).
+    # No token when closed (the SDK settles) or paused (the SDK suspends, docs/api.md).
     if execution.status == ExecutionStatus.RUNNING:
         response["CheckpointToken"] = current_token(execution)
     return response

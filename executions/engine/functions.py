@@ -1,6 +1,6 @@
 """The function registry: registering handlers and resolving function references.
 
-A reference is what callers write to name a function (CONTRACT.md §2.4): a
+A reference is what callers write to name a function (docs/api.md): a
 name, ``name:qualifier``, a partial ARN ``account:function:name`` or a full ARN
 in this service's account and region.
 """
@@ -393,7 +393,7 @@ def function_register(
     """Create or update a function. Everything is checked before anything is written.
 
     A new handler, Timeout, MemorySize or environment makes a new version carrying all
-    four, so running executions keep the configuration they started with (DESIGN.md §2);
+    four, so running executions keep the configuration they started with (docs/architecture.md);
     description, enabled, execution timeout and retention apply to the function as is.
     ``None`` for the Lambda settings keeps the current value (the default on create).
     """

@@ -160,7 +160,7 @@ def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
 
 
 def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
-    """The invocation input's operations, paged by count and by bytes (CONTRACT.md §2.6)."""
+    """The invocation input's operations, paged by count and by bytes (docs/api.md)."""
     from executions.engine.tokens import encode_marker
 
     limit = settings.DURABLE_STATE_PAGE_SIZE
@@ -199,7 +199,7 @@ def invocation_finish(
     sandbox_pid: int | None = None,
     memory_used_mb: int | None = None,
 ) -> None:
-    """Record what one handler run returned (CONTRACT.md §1.3) and decide what comes next.
+    """Record what one handler run returned (docs/api.md) and decide what comes next.
 
     ``output`` is the handler's return value; ``raised`` the error object when
     the handler raised instead, or when its sandbox timed out, crashed or ran
@@ -306,7 +306,7 @@ def _retry_or_fail(changes: ChangeSet, error: dict[str, Any]) -> None:
 
 
 def _after_pending(changes: ChangeSet) -> None:
-    """PENDING: re-invoke only for changes the handler has not seen (CONTRACT.md §2.3)."""
+    """PENDING: re-invoke only for changes the handler has not seen (docs/api.md)."""
     execution = changes.execution
     if execution.status == ExecutionStatus.PAUSED:
         execution.needs_invocation = True  # held back until resume

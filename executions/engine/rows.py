@@ -1,7 +1,7 @@
 """Hand-written row reads and writes for the checkpoint hot path.
 
 The ORM spends about a millisecond compiling each query, several times the
-cost of running it (PERF-ANCHORS.md §4.5). The statements here are built once
+cost of running it (measured: see the README's Measured figures). The statements here are built once
 per model and column set, values get the same conversions Django would make
 for their field types, and rows come back as ordinary model instances, so the
 rest of the code still works with models.

@@ -1,4 +1,4 @@
-"""Starting executions: Invoke's name idempotency (CONTRACT.md §4.2) and child executions."""
+"""Starting executions: Invoke's name idempotency (docs/api.md, Operations) and child executions."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Checkpoint validation (CONTRACT.md §2.4 and §2.8), run before anything is applied.
+"""Checkpoint validation (docs/api.md and §2.8), run before anything is applied.
 
 Pure functions over the batch and a snapshot of the stored operations: no
 queries, so the whole table of rules is testable without a database. Every

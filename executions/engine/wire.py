@@ -1,6 +1,6 @@
 """Rows to wire shapes: the Lambda ``Operation`` and history ``Event`` structures.
 
-Two timestamp conventions exist (CONTRACT.md §7 pitfall 4): the in-process
+Two timestamp conventions exist (docs/api.md pitfall 4): the in-process
 client hands the SDK ``datetime`` objects, the REST API sends epoch seconds.
 Callers pass the converter they need.
 """

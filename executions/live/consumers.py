@@ -1,7 +1,7 @@
 """Websocket consumers: thin. Permission in connect, then forward pre-rendered HTML.
 
 Rendering happens once per change in ``executions.live.updates``; the consumers only
-join a group and pass its fragments on (STYLE-ANCHORS.md practice 12).
+join a group and pass its fragments on.
 """
 
 from __future__ import annotations

@@ -14,8 +14,8 @@ renders the console's partials once and sends them through the Channels layer:
   for every checkpoint even when nobody watches.
 - ``executions``: the execution list's row partial for each changed execution.
 
-Fragments are rendered without a request: no user, no CSRF token
-(STYLE-ANCHORS.md practice 11). Embedded mode uses the in-memory layer, which
+Fragments are rendered without a request: no user, no CSRF token. Embedded mode uses
+the in-memory layer, which
 only works on the event loop of the server that holds the consumers; the
 consumers register that loop, and with no loop registered nobody in this
 process can be listening, so nothing is rendered at all.

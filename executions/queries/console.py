@@ -1,6 +1,6 @@
 """Read-side queries of the operations console: lists, counts, charts, boards, detail.
 
-Selectors in the sense of STYLE-ANCHORS §3 practice 13: the filters themselves
+Selectors: the filters themselves
 are ``ExecutionQuerySet`` vocabulary (``executions.models``); this module
 composes them, adds ``select_related`` and keeps every page to a fixed, small
 number of queries whatever the row count.

@@ -55,7 +55,7 @@ def _page_size(max_items: int | None, *, default: int, maximum: int) -> int:
 
 @dataclass(frozen=True)
 class ExecutionFilter:
-    """ListDurableExecutionsByFunction's query (CONTRACT.md §4.2)."""
+    """ListDurableExecutionsByFunction's query (docs/api.md, Operations)."""
 
     function: str
     qualifier: str | None = None

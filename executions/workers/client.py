@@ -1,6 +1,6 @@
 """The in-process ``DurableServiceClient``: the SDK checkpoints straight into the database.
 
-No HTTP hop (DESIGN.md §2): the worker hands the SDK this client through
+No HTTP hop (docs/architecture.md): the worker hands the SDK this client through
 ``DurableExecutionInvocationInputWithClient``. The SDK calls it from its own
 short-lived threads, so every call runs on one long-lived thread per worker,
 which keeps one database connection open instead of one per SDK thread.
@@ -77,7 +77,7 @@ class DatabaseServiceClient:
 
 
 def _category(exc: ServiceError) -> DurableApiErrorCategory:
-    """Classify as the SDK would for the same HTTP error (CONTRACT.md §1.6)."""
+    """Classify as the SDK would for the same HTTP error (docs/api.md, Errors)."""
     if isinstance(exc, (InvalidCheckpointToken, TooManyRequests)) or exc.http_status >= 500:
         return DurableApiErrorCategory.INVOCATION
     return DurableApiErrorCategory.EXECUTION

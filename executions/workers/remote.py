@@ -2,7 +2,7 @@
 
 A function whose handler is an ``http(s)://`` URL is called the way Lambda
 calls a container: the worker POSTs the invocation event as JSON (the real
-Lambda shape, timestamps in epoch *milliseconds*, CONTRACT.md §1.2) and reads
+Lambda shape, timestamps in epoch *milliseconds*, docs/api.md) and reads
 the handler's output JSON from the response. The URL can be the runtime
 interface emulator of an AWS Lambda base image
 (``http://host:9000/2015-03-31/functions/function/invocations``) or
