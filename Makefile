@@ -16,7 +16,7 @@ DEV_STAMP := $(VENV)/.requirements-dev.stamp
 help:
 	@echo "make run    start Durable Console on http://127.0.0.1:$(PORT)/ (embedded SQLite unless DATABASE_URL is set)"
 	@echo "make test   run the test suite against throwaway PostgreSQL and Redis"
-	@echo "make lint   ruff check"
+	@echo "make lint   ruff check, ruff format --check, mypy (strict on executions/engine and executions/workers)"
 	@echo "make bench  run the benchmarks"
 
 $(VPY):
@@ -48,6 +48,8 @@ test: venv-dev
 
 lint: venv-dev
 	$(VPY) -m ruff check .
+	$(VPY) -m ruff format --check .
+	DURABLE_VAR_DIR=$${DURABLE_VAR_DIR:-$$(mktemp -d)} $(VPY) -m mypy
 
 bench: venv
 	$(VPY) -m bench.run

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -131,7 +131,7 @@ def _cached_response(execution: Execution, client_token: str | None, token: str)
         and execution.last_inbound_token == token
         and execution.last_response is not None
     ):
-        return execution.last_response
+        return cast(dict[str, Any], execution.last_response)
     return None
 
 

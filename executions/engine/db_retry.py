@@ -49,7 +49,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar, cast
 
 from django.conf import settings
 from django.db import Error as DjangoError
@@ -277,7 +277,7 @@ def _transaction_committed(xid: str) -> bool:
     with transaction.get_connection().cursor() as cursor:
         cursor.execute("SELECT pg_xact_status(%s::xid8)", [xid])
         (status,) = cursor.fetchone()
-    return status == "committed"
+    return bool(status == "committed")
 
 
 def _settle(fn: Callable[..., R], outcome: _CommitOutcome) -> R:
@@ -287,7 +287,7 @@ def _settle(fn: Callable[..., R], outcome: _CommitOutcome) -> R:
             hook()
         except Exception:  # as Django does for a robust on-commit hook: log it and go on
             logger.exception("%s: on-commit hook failed", fn.__qualname__)
-    return outcome.result
+    return cast(R, outcome.result)
 
 
 def _nested(fn: Callable[..., R], args: tuple[Any, ...], kwargs: dict[str, Any]) -> R:

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeGuard
+from typing import Any, TypeGuard, cast
 from urllib.parse import urlsplit
 
 import aws_durable_execution_sdk_python
@@ -118,7 +118,7 @@ def load_handler(path: str) -> Callable[..., Any]:
         raise InvalidParameterValue(f"Handler {path} is not callable")
     # A name the module only imported (``from subprocess import run``) is not its code.
     _check_handler_module(path, getattr(handler, "__module__", None) or "")
-    return handler
+    return cast(Callable[..., Any], handler)
 
 
 def _in_modules(module_name: str, prefixes: Iterable[str]) -> bool:

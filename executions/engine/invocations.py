@@ -9,7 +9,7 @@ import json
 import uuid
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 from django.conf import settings
 from django.db import transaction
@@ -249,13 +249,13 @@ def invocation_finish(
 
 def _output_status(output: Any) -> str:
     if isinstance(output, dict) and isinstance(output.get("Status"), str):
-        return output["Status"]
+        return cast(str, output["Status"])
     return "INVALID"
 
 
 def _output_error(output: Any) -> dict[str, Any] | None:
     if isinstance(output, dict) and isinstance(output.get("Error"), dict):
-        return output["Error"]
+        return cast(dict[str, Any], output["Error"])
     return None
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from django.db import transaction
 
@@ -45,7 +45,7 @@ def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.da
     with transaction.atomic():
         execution = lock_execution(arn)
         if execution.status == ExecutionStatus.STOPPED:
-            return execution.ended_at
+            return cast(datetime.datetime, execution.ended_at)  # every closed execution has one
         if execution.is_terminal:
             raise ResourceConflict(f"Execution is already {execution.status}")
         changes = ChangeSet(execution)

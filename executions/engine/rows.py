@@ -11,14 +11,19 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from functools import cache
-from typing import Any, Generic, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar, cast
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
 from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 M = TypeVar("M", bound=models.Model)
-Preparer = Callable[[Any, models.Field, BaseDatabaseWrapper], Any]
+Preparer = Callable[[Any, models.Field[Any, Any], BaseDatabaseWrapper], Any]
+
+
+def _column(field: models.Field[Any, Any]) -> str:
+    # Concrete fields always have a column; the stubs allow None for abstract ones.
+    return cast(str, field.column)
 
 
 def _db() -> BaseDatabaseWrapper:
@@ -36,9 +41,9 @@ class RowIO(Generic[M]):
         self.attnames = [field.attname for field in self.fields]
         self.insert_fields = [field for field in self.fields if not field.primary_key]
         self.by_attname = {field.attname: field for field in self.fields}
-        self.pk_column = quote(meta.pk.column)
-        self.column_list = ", ".join(quote(field.column) for field in self.fields)
-        self.insert_columns = ", ".join(quote(field.column) for field in self.insert_fields)
+        self.pk_column = quote(_column(meta.pk))
+        self.column_list = ", ".join(quote(_column(field)) for field in self.fields)
+        self.insert_columns = ", ".join(quote(_column(field)) for field in self.insert_fields)
         self.insert_row = "(" + ", ".join(["%s"] * len(self.insert_fields)) + ")"
         self.preparers = {field.attname: preparer_for(field, db.vendor) for field in self.fields}
         self.constant_defaults: dict[str, Any] = {}
@@ -124,10 +129,10 @@ class RowIO(Generic[M]):
         return [(sql, [*self._prep(obj, fields, db), obj.pk]) for obj in objs]
 
     @cache  # noqa: B019 - RowIO objects live as long as the process
-    def _update_sql(self, attnames: tuple[str, ...]) -> tuple[list[models.Field], str]:
+    def _update_sql(self, attnames: tuple[str, ...]) -> tuple[list[models.Field[Any, Any]], str]:
         fields = [self.by_attname[name] for name in attnames]
         quote = _db().ops.quote_name
-        assignments = ", ".join(f"{quote(field.column)} = %s" for field in fields)
+        assignments = ", ".join(f"{quote(_column(field))} = %s" for field in fields)
         return fields, f"UPDATE {self.table} SET {assignments} WHERE {self.pk_column} = %s"
 
     def insert_returning_pk(self, obj: M) -> M:
@@ -147,7 +152,7 @@ class RowIO(Generic[M]):
     def update(self, objs: Iterable[M], attnames: Sequence[str]) -> None:
         execute(self.update_statements(objs, attnames))
 
-    def _prep(self, obj: M, fields: Sequence[models.Field], db: BaseDatabaseWrapper) -> list[Any]:
+    def _prep(self, obj: M, fields: Sequence[models.Field[Any, Any]], db: BaseDatabaseWrapper) -> list[Any]:
         prepared = []
         values = obj.__dict__
         for field in fields:
@@ -227,7 +232,7 @@ def _datetime(value: Any, field: Any, db: BaseDatabaseWrapper) -> Any:
     return db.ops.adapt_datetimefield_value(value)
 
 
-def preparer_for(field: models.Field, vendor: str) -> Preparer | None:
+def preparer_for(field: models.Field[Any, Any], vendor: str) -> Preparer | None:
     """The conversion ``get_db_prep_save`` makes for this field type, or None if values pass as-is.
 
     Only the types these tables use: JSON everywhere, datetimes where the driver

@@ -65,7 +65,7 @@ def close_execution(
             ExecutionStatus.FAILED: "ExecutionFailed",
             ExecutionStatus.TIMED_OUT: "ExecutionTimedOut",
             ExecutionStatus.STOPPED: "ExecutionStopped",
-        }[status]
+        }[ExecutionStatus(status)]
         changes.event(event_type, execution_op, Error=wrap_payload(error or {}))
     if execution.parent_id:
         changes.after_commit.append(("notify_parent", execution.pk))
@@ -105,14 +105,14 @@ def complete_due_timers(changes: ChangeSet) -> bool:
 
 def fire_operation_timer(changes: ChangeSet, op: Operation) -> bool:
     now = changes.now
-    if op.type == "WAIT" and op.status == "STARTED" and op.scheduled_end_at <= now:
+    if op.type == "WAIT" and op.status == "STARTED" and op.scheduled_end_at and op.scheduled_end_at <= now:
         op.status = "SUCCEEDED"
         op.ended_at = now
         changes.set_timer(op, None)
         changes.touch(op, by_service=True)
         changes.event("WaitSucceeded", op, Duration=op.wait_seconds)
         return True
-    if op.type == "STEP" and op.status == "PENDING" and op.next_attempt_at <= now:
+    if op.type == "STEP" and op.status == "PENDING" and op.next_attempt_at and op.next_attempt_at <= now:
         # PENDING becomes READY silently: the SDK sends START for the next attempt.
         op.status = "READY"
         op.next_attempt_at = None
@@ -244,6 +244,8 @@ def commit_changes(changes: ChangeSet, *, extra_fields: tuple[str, ...] = ()) ->
 
 
 def notify_parent(child: Execution) -> None:
+    if child.parent_id is None:
+        return
     parent = Execution.objects.select_for_update().filter(pk=child.parent_id).first()
     if parent is None or parent.is_terminal:
         return

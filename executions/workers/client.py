@@ -39,7 +39,7 @@ class DatabaseServiceClient:
         updates: list[OperationUpdate],
         client_token: str | None,
     ) -> CheckpointOutput:
-        wire_updates = [update.to_dict() for update in updates]
+        wire_updates = [dict(update.to_dict()) for update in updates]
         try:
             response = self._db_thread.submit(
                 checkpoint_service.checkpoint,

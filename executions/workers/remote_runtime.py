@@ -46,7 +46,8 @@ class RuntimeContext:
 
 def load(path: str) -> Callable[..., Any]:
     module_name, attribute = path.split(":")
-    return getattr(importlib.import_module(module_name), attribute)
+    handler: Callable[..., Any] = getattr(importlib.import_module(module_name), attribute)
+    return handler
 
 
 def make_server(handler: Callable[..., Any], host: str, port: int) -> ThreadingHTTPServer:

@@ -118,7 +118,7 @@ class HandlerRuntime:
             output = handler(self._event(invocation), _durable_context(invocation, limits, deadline))
         except Exception as exc:  # a Lambda function error: the invocation is retried
             logger.warning("invocation %s of %s raised: %r", invocation.invocation, invocation.arn, exc)
-            return DurableResult(raised=ErrorObject.from_exception(exc).to_dict())
+            return DurableResult(raised=dict(ErrorObject.from_exception(exc).to_dict()))
         return DurableResult(output=output)
 
     def run_plain(self, call: PlainCall, limits: FunctionLimits) -> PlainResult:
@@ -165,7 +165,7 @@ def _durable_context(invocation: InvocationInput, limits: FunctionLimits, deadli
 
 
 def _error_with_stack(exc: BaseException) -> dict[str, Any]:
-    error = ErrorObject.from_exception(exc).to_dict()
+    error = dict(ErrorObject.from_exception(exc).to_dict())
     if not error.get("StackTrace"):
         error["StackTrace"] = traceback.format_exception(exc)[-5:]
     return error
