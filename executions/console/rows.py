@@ -22,7 +22,7 @@ from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
-from executions.templatetags.console import duration, elapsed, status_class
+from executions.console.formatting import duration, elapsed, status_class
 
 if TYPE_CHECKING:
     from executions.models import Execution

@@ -18,7 +18,7 @@ from django.db.backends.base.base import BaseDatabaseWrapper
 from django.db.models.base import ModelState
 
 M = TypeVar("M", bound=models.Model)
-Preparer = Callable[[Any, models.Field[Any, Any], BaseDatabaseWrapper], Any]
+Preparer = Callable[[Any, "models.Field[Any, Any]", BaseDatabaseWrapper], Any]
 
 
 def _column(field: models.Field[Any, Any]) -> str:
