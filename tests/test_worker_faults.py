@@ -11,6 +11,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -95,13 +96,21 @@ def test_workers_survive_redis_restarts_under_load(
 
     # Each restart hits workers with handlers running (their acks_late messages unacknowledged)
     # and a free thread each (so they are waiting on Redis for more): how the workers died.
+    recoveries: list[str] = []
     for _ in range(3):
         start_batch()
         connects = [w.log_text().count(CONNECTED) for w in workers]
+        killed = time.monotonic()
         restart_redis(own_redis)
+        back = time.monotonic()
         for worker, seen in zip(workers, connects, strict=True):
             worker.wait_until(lambda w=worker, n=seen: w.log_text().count(CONNECTED) > n, 30, "reconnect")
+        reconnected = time.monotonic()
+        recoveries.append(
+            f"redis back {back - killed:.2f} s, workers reconnected {reconnected - killed:.2f} s"
+        )
     start_batch()  # work after the last restart runs too, with no manual step
+    print("redis restarts (from the kill):", "; ".join(recoveries))  # the README's figures (-s)
 
     wait_until(
         lambda: Execution.objects.filter(status="SUCCEEDED").count() == len(keys),
