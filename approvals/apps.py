@@ -9,6 +9,8 @@ class ApprovalsConfig(AppConfig):
     default_auto_field = "django.db.models.BigAutoField"
 
     def ready(self) -> None:
+        # Imported here, not at the top: they import models, which Django allows only once the
+        # app registry is ready.
         from approvals.log_filters import RedactLinkTokens
         from executions.access import ensure_groups
 

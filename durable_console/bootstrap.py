@@ -10,13 +10,17 @@ from collections.abc import Iterator
 from django.conf import settings
 from django.contrib.auth import get_user_model
 
+from approvals.bootstrap import ensure_demo_reviewer
+from examples.registry import DEMO_FUNCTIONS
+from executions.api import access_keys
+from executions.engine.functions import function_register
+from executions.models import AccessKey
+
 ADMIN_USERNAME = "admin"
 
 
 def register_demo_functions() -> None:
     """Register (or update) every demo function of ``examples.registry``."""
-    from examples.registry import DEMO_FUNCTIONS
-    from executions.engine.functions import function_register
 
     for demo in DEMO_FUNCTIONS:
         function_register(
@@ -29,8 +33,6 @@ def register_demo_functions() -> None:
 
 
 def demo_setup() -> Iterator[str]:
-    from approvals.bootstrap import ensure_demo_reviewer
-    from examples.registry import DEMO_FUNCTIONS
 
     register_demo_functions()
     yield f"Registered {len(DEMO_FUNCTIONS)} demo functions: " + ", ".join(
@@ -63,8 +65,6 @@ def _ensure_admin() -> Iterator[str]:
 
 def _ensure_dev_key() -> Iterator[str]:
     """A development API key, created once; its secret lives in the git-ignored var/."""
-    from executions.api import access_keys
-    from executions.models import AccessKey
 
     key_file = settings.VAR_DIR / "dev-access-key.json"
     stored = json.loads(key_file.read_text()) if key_file.exists() else {}

@@ -7,11 +7,12 @@ import threading
 import uvicorn
 from django.conf import settings
 
+from executions.workers.embedded import EmbeddedWorkerPool
+from executions.workers.scheduler import run_forever
+
 
 def serve(*, host: str, port: int, embedded: bool = True) -> None:
     """Serve until Ctrl-C; uvicorn owns the signals and shuts everything down in order."""
-    from executions.workers.embedded import EmbeddedWorkerPool
-    from executions.workers.scheduler import run_forever
 
     stop = threading.Event()
     pool: EmbeddedWorkerPool | None = None

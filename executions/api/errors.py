@@ -16,7 +16,7 @@ from django.http import HttpResponse
 from rest_framework import exceptions as drf_exceptions
 from rest_framework.response import Response
 
-from executions.engine.errors import InvalidParameterValue, ServiceError
+from executions.engine.errors import InvalidParameterValue, ServiceError, TooManyRequests
 
 logger = logging.getLogger(__name__)
 
@@ -96,8 +96,6 @@ def _from_drf(exc: drf_exceptions.APIException) -> ServiceError:
     if isinstance(exc, drf_exceptions.ValidationError):
         return InvalidParameterValue(validation_message(exc.detail))
     if isinstance(exc, drf_exceptions.Throttled):
-        from executions.engine.errors import TooManyRequests
-
         return TooManyRequests("Rate exceeded")
     if isinstance(exc, (drf_exceptions.NotAuthenticated, drf_exceptions.AuthenticationFailed)):
         return MissingAuthenticationToken()

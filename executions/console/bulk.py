@@ -10,6 +10,7 @@ import dataclasses
 from typing import Any
 
 from executions.bulk_jobs import ELIGIBLE
+from executions.queries.console import execution_page
 
 
 def eligible_filters(filters: Any, action: str) -> Any:
@@ -22,7 +23,6 @@ def eligible_filters(filters: Any, action: str) -> Any:
 
 def filter_target_ids(filters: Any, action: str, limit: int) -> list[int]:
     """Ids of up to ``limit`` executions the filter matches that ``action`` applies to."""
-    from executions.queries.console import execution_page
 
     narrowed = eligible_filters(filters, action)
     if narrowed.statuses == ("__none__",):

@@ -68,10 +68,6 @@ def side_by_side(left: str, right: str) -> list[DiffRow]:
     return rows
 
 
-def has_changes(rows: list[DiffRow]) -> bool:
-    return any(row.kind != "same" for row in rows)
-
-
 # --- a step's attempts ------------------------------------------------------------------
 
 

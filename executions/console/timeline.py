@@ -23,6 +23,7 @@ from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
+from approvals.selectors import decisions_for_operations
 from executions.console.formatting import duration, error_message, payload_size, status_class
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
 
@@ -258,8 +259,6 @@ def _decisions(callbacks: list[Operation]) -> dict[int, Any]:
     """Who decided each callback answered through the approvals app (no query without callbacks)."""
     if not callbacks:
         return {}
-    from approvals.selectors import decisions_for_operations
-
     return decisions_for_operations(callbacks)
 
 

@@ -21,6 +21,7 @@ from executions.engine.transitions import (
     complete_due_timers,
     next_callback_deadline,
 )
+from executions.engine.validation import _validate_error_object
 from executions.models import (
     Execution,
     Operation,
@@ -75,7 +76,6 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
     Callbacks are single use: a retry after a COMMIT that went through raises
     CallbackTimeout although the completion was recorded (as callback_succeed).
     """
-    from executions.engine.validation import _validate_error_object
 
     if error is not None:
         _validate_error_object(error)

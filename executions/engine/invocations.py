@@ -19,6 +19,7 @@ from executions.engine.changes import ChangeSet
 from executions.engine.checkpoint import current_token
 from executions.engine.db_retry import if_commit_lost, retry_transient
 from executions.engine.rows import rows, select_many
+from executions.engine.tokens import encode_marker
 from executions.engine.transitions import (
     close_execution,
     commit_changes,
@@ -161,7 +162,6 @@ def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
 
 def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
     """The invocation input's operations, paged by count and by bytes (docs/api.md)."""
-    from executions.engine.tokens import encode_marker
 
     limit = settings.DURABLE_STATE_PAGE_SIZE
     budget = settings.DURABLE_INVOCATION_PAGE_BYTES

@@ -25,6 +25,7 @@ from executions.engine.transitions import (
     commit_changes,
     request_invocation,
 )
+from executions.engine.validation import _validate_error_object
 from executions.models import (
     TERMINAL_EXECUTION_STATUSES,
     Execution,
@@ -39,8 +40,6 @@ from executions.models import (
 def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.datetime:
     """StopDurableExecution: close as STOPPED; idempotent on a stopped execution."""
     if error is not None:
-        from executions.engine.validation import _validate_error_object
-
         _validate_error_object(error)
     with transaction.atomic():
         execution = lock_execution(arn)

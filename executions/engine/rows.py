@@ -146,12 +146,6 @@ class RowIO(Generic[M]):
         obj._state.db = db.alias
         return obj
 
-    def insert(self, objs: Iterable[M]) -> None:
-        execute(self.insert_statements(objs))
-
-    def update(self, objs: Iterable[M], attnames: Sequence[str]) -> None:
-        execute(self.update_statements(objs, attnames))
-
     def _prep(self, obj: M, fields: Sequence[models.Field[Any, Any]], db: BaseDatabaseWrapper) -> list[Any]:
         prepared = []
         values = obj.__dict__

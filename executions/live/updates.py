@@ -36,6 +36,7 @@ from django.db import close_old_connections, connections
 from django.template.loader import render_to_string
 
 from executions.engine import db_retry
+from executions.models import Execution, Function
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,6 @@ UNUSED_COLUMNS = ("input_payload", "result", "last_response", "last_inbound_toke
 
 def render_messages(execution_ids: Iterable[int]) -> list[tuple[str, str]]:
     """(group, html) pairs for a batch of changed executions: two queries, one list message."""
-    from executions.models import Execution, Function
 
     # Two single-table queries rather than a join: a statement that locks two tables
     # can deadlock with one that locks them in the other order (a TRUNCATE between

@@ -100,6 +100,7 @@ def _check_connections(runtime: HandlerRuntime) -> None:
     """A job may come long after the last one, and the database may have restarted in
     between: have Django check both database threads' connections (CONN_HEALTH_CHECKS)
     before the job's first query, as it does at the start of a request."""
+    # Imported after django.setup() (main), like every project module here.
     from executions.workers import handler_db
 
     runtime.check_connection()
@@ -166,6 +167,7 @@ def _memory_guarded_client(db_thread: Any, conn: Connection) -> Any:
     On Lambda a sandbox out of memory dies before it can record anything; a step
     that caught the MemoryError here would otherwise be retried as a handler bug.
     """
+    # Imported after django.setup() (main), like every project module here.
     from executions.workers.client import DatabaseServiceClient
 
     class MemoryGuardedClient(DatabaseServiceClient):

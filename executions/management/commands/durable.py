@@ -286,6 +286,8 @@ class Command(BaseCommand):
     def worker(self, options: argparse.Namespace) -> None:
         if not settings.CELERY_BROKER_URL:
             raise CommandError("CELERY_BROKER_URL is not set; `durable serve` runs embedded workers")
+        # Imported by the one subcommand that needs it: every other CLI call starts faster
+        # without loading Celery, uvicorn or the workers.
         from durable_console.celery import run_worker
 
         # Restarted in this process if it exits on its own (see run_worker); the worker needs
@@ -304,6 +306,8 @@ class Command(BaseCommand):
             sys.exit(code)
 
     def scheduler(self, options: argparse.Namespace) -> None:
+        # Imported by the one subcommand that needs it: every other CLI call starts faster
+        # without loading Celery, uvicorn or the workers.
         from executions.workers.scheduler import run_forever
 
         stop = _stop_on_signals()
@@ -311,11 +315,15 @@ class Command(BaseCommand):
         run_forever(stop)
 
     def serve(self, options: argparse.Namespace) -> None:
+        # Imported by the one subcommand that needs it: every other CLI call starts faster
+        # without loading Celery, uvicorn or the workers.
         from durable_console.serve import serve
 
         serve(host=options.host, port=options.port, embedded=not options.no_embedded)
 
     def demo_setup(self, options: argparse.Namespace) -> None:
+        # Imported by the one subcommand that needs it: every other CLI call starts faster
+        # without loading Celery, uvicorn or the workers.
         from durable_console.bootstrap import demo_setup
 
         for line in demo_setup():
