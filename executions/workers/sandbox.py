@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -78,9 +79,15 @@ class SandboxRun:
     memory_used_mb: int | None
 
 
+@functools.cache
+def _durable_setting_names() -> tuple[str, ...]:
+    # dir(settings) walks every setting; the names never change, only (in tests) the values.
+    return tuple(name for name in dir(settings) if name.startswith("DURABLE_"))
+
+
 def durable_settings() -> dict[str, Any]:
     """The engine's settings as this process sees them (tests override some), for the child."""
-    return {name: getattr(settings, name) for name in dir(settings) if name.startswith("DURABLE_")}
+    return {name: getattr(settings, name) for name in _durable_setting_names()}
 
 
 def _child_config() -> dict[str, Any]:
@@ -134,7 +141,6 @@ class SandboxChild:
         self.conn.send(_child_config())
         self.ready = False
         self.usable = True
-        self.jobs = 0
         self.started_rss_kb: int | None = None
         self._settings_sent: dict[str, Any] | None = None
 
@@ -153,7 +159,6 @@ class SandboxChild:
         self._settings_sent = current
         baseline = rss_kb(self.pid) or 0
         self.conn.send((kind, job, limits, changed))
-        self.jobs += 1
         return self._await_reply(limits, request_id, baseline, cancel)
 
     def _wait_ready(self, request_id: str) -> None:
