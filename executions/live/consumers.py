@@ -1,12 +1,16 @@
-"""Websocket consumers: thin. Permission in connect, then forward pre-rendered HTML.
+"""Websocket consumers: permission in connect, then render what their browser shows.
 
-Rendering happens once per change in ``executions.live.updates``; the consumers only
-join a group and pass its fragments on.
+The processes that change executions publish only ids (``executions.live.updates``);
+a consumer that receives ``executions.changed`` renders its fragment
+(``executions.live.fragments``) and sends it. The consumers are synchronous: Channels
+runs their handlers through ``database_sync_to_async``, on a thread, so the query and
+the render never block the server's event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from asgiref.sync import async_to_sync
@@ -15,7 +19,10 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404
 
 from executions.console.permissions import VIEW_EXECUTION, check, execution_get_for_user
+from executions.live import fragments
 from executions.live import updates as live
+
+logger = logging.getLogger(__name__)
 
 
 class _FragmentConsumer(WebsocketConsumer):
@@ -28,6 +35,10 @@ class _FragmentConsumer(WebsocketConsumer):
 
     def group_for(self) -> str:
         """The group to join; raises PermissionDenied or Http404 to refuse."""
+        raise NotImplementedError
+
+    def fragment(self, ids: list[int], batch: str) -> str:
+        """The HTML this consumer's browser needs after these executions changed."""
         raise NotImplementedError
 
     def connect(self) -> None:
@@ -43,16 +54,30 @@ class _FragmentConsumer(WebsocketConsumer):
         if self.group:
             async_to_sync(self.channel_layer.group_discard)(self.group, self.channel_name)
 
-    def html_fragment(self, event: dict[str, Any]) -> None:
-        self.send(text_data=event["html"])
+    def executions_changed(self, event: dict[str, Any]) -> None:
+        try:
+            html = self.fragment([int(pk) for pk in event["ids"]], str(event["batch"]))
+        except Exception:  # one lost update; the socket stays open for the next one
+            logger.warning("live update for %s not rendered", self.group, exc_info=True)
+            return
+        if html:
+            self.send(text_data=html)
 
 
 class ExecutionConsumer(_FragmentConsumer):
     """One execution's detail page."""
 
+    execution_id = 0
+
     def group_for(self) -> str:
         execution = execution_get_for_user(self.scope["user"], self.scope["url_route"]["kwargs"]["pk"])
+        self.execution_id = execution.pk
         return live.execution_group(execution.pk)
+
+    def fragment(self, ids: list[int], batch: str) -> str:
+        if self.execution_id not in ids:
+            return ""
+        return fragments.execution_fragment(self.execution_id, batch)
 
 
 class ExecutionListConsumer(_FragmentConsumer):
@@ -61,3 +86,6 @@ class ExecutionListConsumer(_FragmentConsumer):
     def group_for(self) -> str:
         check(self.scope["user"], VIEW_EXECUTION)
         return live.LIST_GROUP
+
+    def fragment(self, ids: list[int], batch: str) -> str:
+        return fragments.list_fragment(ids, batch)

@@ -1,24 +1,29 @@
-"""Live updates for the console: told after commit which executions changed.
+"""Live updates, publishing side: which executions changed, never what they look like.
 
-``notify`` is called (after commit, from any process that changed an
-execution: web, worker, scheduler) with the execution's id. It must be cheap
-and must never raise: it runs on the checkpoint path's after-commit hook. So it
-only adds the id to a set; a per-process pusher thread wakes up, waits a short
-debounce window (a burst of checkpoints of one execution becomes one push),
-renders the console's partials once and sends them through the Channels layer:
+``notify`` is called (after commit, from any process that changed an execution:
+web, Celery worker, sandbox child, scheduler) with the execution's id. It must be
+cheap and must never raise: it runs on the checkpoint path's after-commit hook.
+So it only adds the id to a set; a per-process pusher thread wakes up, waits a
+short debounce window (a burst of checkpoints of one execution becomes one
+message) and sends the ids through the Channels layer:
 
-- ``execution.<pk>``: the detail page's header partial, plus a placeholder
-  that makes each watching browser fetch the heavier regions (timeline,
-  history, actions) through the permission-checked view. Those carry per-user
-  content and CSRF tokens, and rendering them here would cost the worker time
-  for every checkpoint even when nobody watches.
-- ``executions``: the execution list's row partial for each changed execution.
+- ``execution.<pk>``: ``{"type": "executions.changed", "ids": [pk], "batch": ...}``
+  for each changed execution;
+- ``executions``: the same message with every id of the batch, for the list and
+  the home page.
 
-Fragments are rendered without a request: no user, no CSRF token. Embedded mode uses
-the in-memory layer, which
-only works on the event loop of the server that holds the consumers; the
-consumers register that loop, and with no loop registered nobody in this
-process can be listening, so nothing is rendered at all.
+No database query and no template here. The web processes that hold websocket
+consumers render the fragments (``executions.live.fragments``), and only for the
+groups someone watches. Rendering here cost every process that changed an
+execution a query and a template render per burst whether or not anyone
+watched: about a third of the CPU of a Celery worker and of its sandbox
+children running short executions. ``batch`` names one publication, so a web
+process renders it once for all its watchers.
+
+Embedded mode uses the in-memory layer, which only works on the event loop of
+the server that holds the consumers; the consumers register that loop, and
+with no loop registered nobody in this process can be listening, so nothing is
+sent at all (a sandbox child, or worker threads in a process without a server).
 """
 
 from __future__ import annotations
@@ -29,19 +34,15 @@ import os
 import threading
 import time
 from collections.abc import Iterable
+from typing import Any
 
 from channels.layers import InMemoryChannelLayer, get_channel_layer
 from django.conf import settings
-from django.db import close_old_connections, connections
-from django.template.loader import render_to_string
-
-from executions.engine import db_retry
-from executions.models import Execution, Function
 
 logger = logging.getLogger(__name__)
 
 LIST_GROUP = "executions"
-MESSAGE_TYPE = "html.fragment"  # handled by the consumers' html_fragment()
+MESSAGE_TYPE = "executions.changed"  # handled by the consumers' executions_changed()
 SEND_TIMEOUT_SECONDS = 5.0
 
 
@@ -50,51 +51,27 @@ def execution_group(execution_id: int) -> str:
 
 
 def notify(execution_id: int) -> None:
-    """An execution changed; the console will push fresh fragments to its watchers."""
+    """An execution changed; its watchers will be told after the debounce window."""
     try:
         _pusher().add(execution_id)
     except Exception:  # live updates are best effort; the checkpoint path must go on
         logger.warning("live update for execution %s dropped", execution_id, exc_info=True)
 
 
-# --- rendering ---------------------------------------------------------------------------
+# --- the messages --------------------------------------------------------------------------
 
 
-def render_execution_push(execution: object) -> str:
-    """What an execution's watchers receive: the header, and the refresh placeholder."""
-    context = {"execution": execution}
-    return render_to_string("executions/detail.html#header", context) + render_to_string(
-        "executions/detail.html#live-sync", context
-    )
-
-
-def render_list_push(executions: Iterable[object]) -> str:
-    return "".join(
-        render_to_string("executions/list.html#row", {"execution": execution}) for execution in executions
-    )
-
-
-# The fragments never show these; they can be large.
-UNUSED_COLUMNS = ("input_payload", "result", "last_response", "last_inbound_token", "updated_operation_ids")
-
-
-def render_messages(execution_ids: Iterable[int]) -> list[tuple[str, str]]:
-    """(group, html) pairs for a batch of changed executions: two queries, one list message."""
-
-    # Two single-table queries rather than a join: a statement that locks two tables
-    # can deadlock with one that locks them in the other order (a TRUNCATE between
-    # tests, a migration), and this runs whenever anything changed.
-    executions = list(
-        Execution.objects.filter(pk__in=list(execution_ids)).defer(*UNUSED_COLUMNS).order_by("-pk")
-    )
-    functions = Function.objects.in_bulk({e.function_id for e in executions})
-    executions = [e for e in executions if e.function_id in functions]
-    for execution in executions:
-        execution.function = functions[execution.function_id]
-    messages = [(execution_group(e.pk), render_execution_push(e)) for e in executions]
-    if executions:
-        messages.append((LIST_GROUP, render_list_push(executions)))
-    return messages
+def messages(execution_ids: Iterable[int]) -> list[tuple[str, dict[str, Any]]]:
+    """(group, message) pairs for a batch of changed executions: one per execution, one list."""
+    ids = sorted(set(execution_ids), reverse=True)  # newest first, as the list shows them
+    if not ids:
+        return []
+    batch = os.urandom(8).hex()
+    pairs: list[tuple[str, dict[str, Any]]] = [
+        (execution_group(pk), {"type": MESSAGE_TYPE, "ids": [pk], "batch": batch}) for pk in ids
+    ]
+    pairs.append((LIST_GROUP, {"type": MESSAGE_TYPE, "ids": ids, "batch": batch}))
+    return pairs
 
 
 # --- sending -----------------------------------------------------------------------------
@@ -113,20 +90,19 @@ def _in_memory_loop() -> asyncio.AbstractEventLoop | None:
     return loop if loop is not None and loop.is_running() else None
 
 
-def has_listeners_here() -> bool:
-    """False when the layer is in-memory and no websocket server runs in this process."""
-    return not isinstance(get_channel_layer(), InMemoryChannelLayer) or _in_memory_loop() is not None
+def send(pairs: list[tuple[str, dict[str, Any]]], own_loop: asyncio.AbstractEventLoop | None = None) -> None:
+    """group_send each message: on the server's loop (in-memory layer) or on ``own_loop`` (Redis).
 
-
-def send(messages: list[tuple[str, str]], own_loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """group_send each message: on the server's loop (in-memory layer) or on ``own_loop`` (Redis)."""
+    With the in-memory layer and no server loop in this process, nobody can be
+    listening: nothing is sent.
+    """
     layer = get_channel_layer()
-    if layer is None or not messages:
+    if layer is None or not pairs:
         return
 
     async def send_all() -> None:
-        for group, html in messages:
-            await layer.group_send(group, {"type": MESSAGE_TYPE, "html": html})
+        for group, message in pairs:
+            await layer.group_send(group, message)
 
     if isinstance(layer, InMemoryChannelLayer):
         loop = _in_memory_loop()
@@ -140,14 +116,8 @@ def send(messages: list[tuple[str, str]], own_loop: asyncio.AbstractEventLoop | 
 
 
 def flush(execution_ids: set[int], own_loop: asyncio.AbstractEventLoop | None = None) -> None:
-    """Render and send the fragments for these executions now.
-
-    The reads are retried on transient database errors (a restarted server) on a
-    fresh connection, so a push is late rather than lost.
-    """
-    if not has_listeners_here():
-        return
-    send(db_retry.call(render_messages, execution_ids), own_loop)
+    """Tell the watchers of these executions, wherever they are, that they changed."""
+    send(messages(execution_ids), own_loop)
 
 
 # --- the pusher thread -------------------------------------------------------------------
@@ -178,19 +148,10 @@ class _Pusher:
             time.sleep(settings.DURABLE_LIVE_DEBOUNCE_SECONDS)  # let the burst finish
             with self.condition:
                 batch, self.pending = self.pending, set()
-            # A burst may come long after the last one: check the connection first
-            # (CONN_HEALTH_CHECKS), so one the database dropped meanwhile is replaced.
-            close_old_connections()
             try:
                 flush(batch, loop)
-            except Exception:
+            except Exception:  # a lost message costs a watcher one update; the next burst goes on
                 logger.warning("live update of %d execution(s) failed", len(batch), exc_info=True)
-                connections.close_all()  # whatever broke, the next burst starts on a new connection
-                continue
-            with self.condition:
-                idle = not self.pending
-            if idle:  # a quiet moment: give the database connection back
-                connections.close_all()
 
 
 _lock = threading.Lock()
