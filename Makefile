@@ -17,7 +17,8 @@ help:
 	@echo "make run    start Durable Console on http://127.0.0.1:$(PORT)/ (embedded SQLite unless DATABASE_URL is set)"
 	@echo "make test   run the test suite against throwaway PostgreSQL and Redis"
 	@echo "make lint   ruff check, ruff format --check, mypy (strict on executions/engine and executions/workers)"
-	@echo "make bench  run the benchmarks"
+	@echo "make bench  this engine and DBOS side by side on one throwaway PostgreSQL; writes bench/results.json"
+	@echo "            (quick try: make bench BENCH_ARGS='--reps 1 --executions 20 --throughput 40 --timers 50 --timer-seconds 3')"
 
 $(VPY):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null || { \
@@ -51,5 +52,19 @@ lint: venv-dev
 	$(VPY) -m ruff format --check .
 	DURABLE_VAR_DIR=$${DURABLE_VAR_DIR:-$$(mktemp -d)} $(VPY) -m mypy
 
-bench: venv
-	$(VPY) -m bench.run
+# The DBOS peer gets a venv of its own (same Python), so its dependencies never meet the app's.
+BENCH_VENV := .venv-bench
+BENCH_PY := $(BENCH_VENV)/bin/python
+BENCH_STAMP := $(BENCH_VENV)/.requirements-bench.stamp
+BENCH_ARGS ?=
+
+$(BENCH_PY): | $(VPY)
+	$(VPY) -m venv $(BENCH_VENV)
+
+$(BENCH_STAMP): requirements-bench.txt | $(BENCH_PY)
+	$(BENCH_PY) -m pip --disable-pip-version-check --no-input install -r requirements-bench.txt
+	@touch $@
+
+# venv-dev: the SDK's in-memory floor is measured with its testing library.
+bench: venv-dev $(BENCH_STAMP)
+	$(VPY) -m bench.run $(BENCH_ARGS)
