@@ -121,19 +121,18 @@ def _boto(url: str, key: Any) -> Any:
 
 
 def checkpoint_latency(url: str, key: Any, count: int) -> dict[str, Any]:
-    from concurrent.futures import ThreadPoolExecutor
-
     from aws_durable_execution_sdk_python.lambda_service import LambdaClient
 
     from executions.workers.client import DatabaseServiceClient
+    from executions.workers.shared_connection import SharedConnection
 
-    db_thread = ThreadPoolExecutor(max_workers=1)
+    shared = SharedConnection()
     clients = {
-        "in_process": DatabaseServiceClient(db_thread),
+        "in_process": DatabaseServiceClient(shared),
         "http": LambdaClient(client=_boto(url, key)),
     }
     report = {name: _time_checkpoints(client, count) for name, client in clients.items()}
-    db_thread.shutdown()
+    shared.close()
     report["http_overhead_ms_p50"] = report["http"]["p50_ms"] - report["in_process"]["p50_ms"]
     return report
 

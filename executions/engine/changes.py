@@ -126,7 +126,7 @@ class ChangeSet:
 
     # --- persistence --------------------------------------------------------------
     def flush(self, *, extra_fields: tuple[str, ...] = ()) -> None:
-        self._update_wake_at()
+        self.update_wake_at()
         operations = rows(Operation)
         execute(
             [
@@ -140,7 +140,7 @@ class ChangeSet:
             ]
         )
 
-    def _update_wake_at(self) -> None:
+    def update_wake_at(self) -> None:
         execution = self.execution
         if execution.is_terminal:
             execution.wake_at = None

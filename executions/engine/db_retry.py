@@ -40,6 +40,7 @@ connection, for callers that pace their own retries (the lease renewer).
 
 from __future__ import annotations
 
+import contextlib
 import enum
 import functools
 import logging
@@ -47,7 +48,7 @@ import random
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, ParamSpec, TypeVar, cast
 
@@ -237,6 +238,25 @@ def if_commit_lost(result: Any, committed: Callable[[], bool]) -> None:
         return
     hooks = [hook for _savepoints, hook, _robust in connection.run_on_commit]
     _state.outcome = _CommitOutcome(result, committed, hooks)
+
+
+@contextlib.contextmanager
+def if_autocommit_lost(
+    result: Any, committed: Callable[[], bool], hooks: list[Callable[[], object]]
+) -> Iterator[None]:
+    """``if_commit_lost`` for a unit that is one statement in autocommit mode.
+
+    Wrap the statement: should the connection drop before its answer arrives, the
+    retry runs ``committed()`` and, if the statement did commit, returns ``result``
+    and runs ``hooks`` (the unit's after-commit work). Once the answer arrived the
+    check is dropped again, so later statements of the same call are not mistaken for it.
+    """
+    armed = _state.depth == 1 and not transaction.get_connection().in_atomic_block
+    if armed:
+        _state.outcome = _CommitOutcome(result, committed, hooks)
+    yield
+    if armed:
+        _state.outcome = None
 
 
 def call_verified(fn: Callable[P, R], *args: P.args, **kwargs: P.kwargs) -> R:

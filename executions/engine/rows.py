@@ -146,6 +146,10 @@ class RowIO(Generic[M]):
         obj._state.db = db.alias
         return obj
 
+    def prepared_values(self, obj: M, fields: Sequence[models.Field[Any, Any]] | None = None) -> list[Any]:
+        """``obj``'s values ready for the database, for ``fields`` (default: the inserted ones)."""
+        return self._prep(obj, self.insert_fields if fields is None else fields, _db())
+
     def _prep(self, obj: M, fields: Sequence[models.Field[Any, Any]], db: BaseDatabaseWrapper) -> list[Any]:
         prepared = []
         values = obj.__dict__
@@ -201,6 +205,13 @@ def execute(statements: Sequence[Statement]) -> None:
     with _cursor(db) as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)
+
+
+def execute_one(sql: str, params: Sequence[Any]) -> tuple[Any, ...]:
+    """Run one statement and return its single row (a prepared statement once it repeats)."""
+    with _cursor(_db()) as cursor:
+        cursor.execute(sql, params)
+        return tuple(cursor.fetchone())
 
 
 def _cursor(db: BaseDatabaseWrapper) -> Any:

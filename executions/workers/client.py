@@ -2,14 +2,16 @@
 
 No HTTP hop (docs/architecture.md): the worker hands the SDK this client through
 ``DurableExecutionInvocationInputWithClient``. The SDK calls it from its own
-short-lived threads, so every call runs on one long-lived thread per worker,
-which keeps one database connection open instead of one per SDK thread.
+short-lived threads; every call uses the process's one ``SharedConnection``.
+For the invocation in progress the client holds a ``CheckpointCache``, so a
+checkpoint usually takes the engine's one-statement fast path
+(``executions.engine.checkpoint_fast``).
 """
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, TypeVar
 
 from aws_durable_execution_sdk_python.exceptions import (
     CheckpointError,
@@ -23,14 +25,26 @@ from aws_durable_execution_sdk_python.lambda_service import (
 )
 
 from executions.engine import checkpoint as checkpoint_service
+from executions.engine.checkpoint_fast import CheckpointCache
 from executions.engine.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
+from executions.workers.shared_connection import SharedConnection
+
+E = TypeVar("E", CheckpointError, GetExecutionStateError)
 
 
 class DatabaseServiceClient:
     """Implements the SDK's DurableServiceClient protocol against ``executions`` services."""
 
-    def __init__(self, db_thread: ThreadPoolExecutor) -> None:
-        self._db_thread = db_thread
+    def __init__(self, connection: SharedConnection) -> None:
+        self._connection = connection
+        self.cache: CheckpointCache | None = None
+
+    def begin_invocation(self, operation_ids: Iterable[str], *, complete: bool) -> None:
+        """The invocation about to run was given these operations (``complete``: all of them)."""
+        self.cache = CheckpointCache.for_invocation(operation_ids, complete=complete)
+
+    def end_invocation(self) -> None:
+        self.cache = None
 
     def checkpoint(
         self,
@@ -41,17 +55,16 @@ class DatabaseServiceClient:
     ) -> CheckpointOutput:
         wire_updates = [dict(update.to_dict()) for update in updates]
         try:
-            response = self._db_thread.submit(
+            response = self._connection.run(
                 checkpoint_service.checkpoint,
                 durable_execution_arn,
                 checkpoint_token,
                 wire_updates,
                 client_token,
-            ).result()
+                cache=self.cache,
+            )
         except ServiceError as exc:
-            raise CheckpointError(
-                f"{exc.code}: {exc.message}", error_category=_category(exc), error=_aws_error(exc)
-            ) from exc
+            raise _sdk_error(CheckpointError, exc) from exc
         return CheckpointOutput.from_dict(response)
 
     def get_execution_state(
@@ -62,18 +75,21 @@ class DatabaseServiceClient:
         max_items: int = 1000,
     ) -> StateOutput:
         try:
-            response = self._db_thread.submit(
+            response = self._connection.run(
                 checkpoint_service.get_state,
                 durable_execution_arn,
                 checkpoint_token,
                 next_marker,
                 max_items,
-            ).result()
+            )
         except ServiceError as exc:
-            raise GetExecutionStateError(
-                f"{exc.code}: {exc.message}", error_category=_category(exc), error=_aws_error(exc)
-            ) from exc
+            raise _sdk_error(GetExecutionStateError, exc) from exc
         return StateOutput.from_dict(response)
+
+
+def _sdk_error(error_class: type[E], exc: ServiceError) -> E:
+    """The SDK's error for a service error, classified as the SDK would classify it over HTTP."""
+    return error_class(f"{exc.code}: {exc.message}", error_category=_category(exc), error=_aws_error(exc))
 
 
 def _category(exc: ServiceError) -> DurableApiErrorCategory:

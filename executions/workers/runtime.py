@@ -15,7 +15,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,12 +23,12 @@ from aws_durable_execution_sdk_python.execution import (
     InitialExecutionState,
 )
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
-from django.db import close_old_connections, connections
 
 from executions.engine.functions import FunctionLimits, load_handler
 from executions.services import InvocationInput
 from executions.workers import sdk_internals
 from executions.workers.client import DatabaseServiceClient
+from executions.workers.shared_connection import SharedConnection
 
 logger = logging.getLogger(__name__)
 
@@ -96,29 +95,32 @@ class HandlerRuntime:
     """Runs handlers in the calling process. Not thread-safe: one job at a time."""
 
     def __init__(
-        self, client_factory: Callable[[ThreadPoolExecutor], DatabaseServiceClient] = DatabaseServiceClient
+        self, client_factory: Callable[[SharedConnection], DatabaseServiceClient] = DatabaseServiceClient
     ) -> None:
-        # The SDK calls the client from short-lived threads of its own; one long-lived
-        # thread keeps one database connection per process instead of one per SDK thread.
-        self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-db")
-        self.client = client_factory(self._db_thread)
+        # The SDK calls the client from short-lived threads of its own; one shared
+        # connection per process serves them all (executions.workers.shared_connection).
+        self._connection = SharedConnection()
+        self.client = client_factory(self._connection)
 
     def close(self) -> None:
-        self._db_thread.submit(connections.close_all).result()
-        self._db_thread.shutdown(wait=True)
+        self._connection.close()
 
     def check_connection(self) -> None:
-        """Check the checkpoint thread's connection before its next query (CONN_HEALTH_CHECKS)."""
-        self._db_thread.submit(close_old_connections).result()
+        """Check the checkpoint connection before its next query (CONN_HEALTH_CHECKS)."""
+        self._connection.check()
 
     def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> DurableResult:
         deadline = time.monotonic() + limits.timeout_seconds
+        operation_ids = (op["Id"] for op in invocation.operations)
+        self.client.begin_invocation(operation_ids, complete=not invocation.next_marker)
         try:
             handler = load_handler(invocation.handler)
             output = handler(self._event(invocation), _durable_context(invocation, limits, deadline))
         except Exception as exc:  # a Lambda function error: the invocation is retried
             logger.warning("invocation %s of %s raised: %r", invocation.invocation, invocation.arn, exc)
             return DurableResult(raised=dict(ErrorObject.from_exception(exc).to_dict()))
+        finally:
+            self.client.end_invocation()
         return DurableResult(output=output)
 
     def run_plain(self, call: PlainCall, limits: FunctionLimits) -> PlainResult:

@@ -44,7 +44,7 @@ def main(argv: list[str]) -> None:
     from executions.workers.runtime import HandlerRuntime, tune_sdk
 
     tune_sdk()
-    runtime = HandlerRuntime(client_factory=lambda db_thread: _memory_guarded_client(db_thread, conn))
+    runtime = HandlerRuntime(client_factory=lambda shared: _memory_guarded_client(shared, conn))
     conn.send(("ready", os.getpid()))
     try:
         _serve(conn, runtime)
@@ -161,7 +161,7 @@ def _out_of_memory(conn: Connection) -> NoReturn:
     os._exit(OOM_EXIT_STATUS)
 
 
-def _memory_guarded_client(db_thread: Any, conn: Connection) -> Any:
+def _memory_guarded_client(shared: Any, conn: Connection) -> Any:
     """The database client, refusing to checkpoint a MemoryError as a step failure.
 
     On Lambda a sandbox out of memory dies before it can record anything; a step
@@ -178,7 +178,7 @@ def _memory_guarded_client(db_thread: Any, conn: Connection) -> Any:
                 _out_of_memory(conn)
             return super().checkpoint(durable_execution_arn, checkpoint_token, updates, client_token)
 
-    return MemoryGuardedClient(db_thread)
+    return MemoryGuardedClient(shared)
 
 
 if __name__ == "__main__":
