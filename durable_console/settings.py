@@ -128,6 +128,11 @@ POSTGRES_OPTIONS = {
     "keepalives_interval": 10,
     "keepalives_count": 3,
     "tcp_user_timeout": 30_000,  # ms: sent data unacknowledged this long ends the connection
+    # The engine's hot-path statements (executions/engine/rows.py, checkpoint_fast.py) bind
+    # on the server: prepared after their fifth run, they skip parsing and planning. Django
+    # turns this off for the sake of transaction-mode poolers; PgBouncer 1.21+ handles
+    # prepared statements (max_prepared_statements), older ones need DURABLE_DB_PREPARE_THRESHOLD=0.
+    "prepare_threshold": env_int("DURABLE_DB_PREPARE_THRESHOLD", 5) or None,
 }
 if DATABASE_URL:
     DATABASES = {"default": dj_database_url.parse(DATABASE_URL, conn_max_age=60, conn_health_checks=True)}

@@ -59,6 +59,12 @@ def test_checkpoints_after_the_first_take_the_fast_path_and_write_what_the_locki
     third = _checkpoint(execution, second["CheckpointToken"], _step("c", "three", parent=None), cache)
     assert cache.fast_checkpoints == (2 if _fast_expected() else 0)
 
+    # What the statement wrote is exactly what the cache holds (types and precision survive JSON).
+    written = Operation.objects.get(execution=execution, operation_id="b")
+    cached = cache.operations["b"]
+    for field in Operation._meta.concrete_fields:
+        if field.attname != "id":
+            assert getattr(written, field.attname) == getattr(cached, field.attname), field.attname
     assert [op["Id"] for op in second["NewExecutionState"]["Operations"]] == ["b"]
     assert second["NewExecutionState"]["Operations"][0]["Status"] == "SUCCEEDED"
     ops = list(Operation.objects.filter(execution=execution).order_by("position"))

@@ -29,7 +29,8 @@ the start. PostgreSQL only: on SQLite writers are serialised anyway.
 from __future__ import annotations
 
 import copy
-import re
+import datetime
+import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import cache, partial
@@ -253,45 +254,76 @@ def _advanced(execution_id: int, invocation: int, seq: int) -> bool:
 
 
 def _statement(plan: _Plan) -> tuple[str, list[Any]]:
+    """The guarded statement and its parameters: the same text for every batch.
+
+    Rows travel as three JSON arrays (created operations, modified operations, events)
+    that ``jsonb_populate_recordset`` turns into rows of the tables' own types, so the
+    statement has a fixed text and few parameters: psycopg converts it once and
+    PostgreSQL runs it as one prepared statement, whatever the batch holds.
+    """
     changes = plan.changes
-    guard_sql, params = _guard(plan)
-    parts = [f"guard AS ({guard_sql})"]
-    operations, events = rows(Operation), rows(HistoryEvent)
-    created = list(changes.created.values())
-    if created:
-        parts.append(f"created AS ({_guarded_insert(operations, len(created))})")
-        params += [value for op in created for value in operations.prepared_values(op)]
-    for index, op in enumerate(changes.modified.values()):
-        parts.append(f"modified_{index} AS ({_guarded_operation_update()})")
-        params += [*operations.prepared_values(op, _operation_update_fields()), op.operation_id]
-    if changes.events:
-        parts.append(f"events AS ({_guarded_insert(events, len(changes.events))})")
-        params += [value for event in changes.events for value in events.prepared_values(event)]
-    return "WITH " + ", ".join(parts) + " SELECT count(*) FROM guard", params
+    guard = _guard_values(plan)
+    documents = [
+        _json_rows(rows(Operation).insert_fields, changes.created.values()),
+        _json_rows(_operation_update_fields(), changes.modified.values(), key=("operation_id",)),
+        _json_rows(rows(HistoryEvent).insert_fields, changes.events),
+    ]
+    return _statement_text(), [*guard, *documents]
 
 
-def _guard(plan: _Plan) -> tuple[str, list[Any]]:
-    table = rows(Execution).table
-    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    assignments = ", ".join(f"{quote(name)} = %s" for name in COUNTERS)
-    conditions = " AND ".join(f"{quote(name)} = %s" for name in GUARDED)
-    sql = (
-        f"UPDATE {table} SET {assignments} WHERE {quote('id')} = %s AND {conditions}"
-        f" AND {quote('status')} = %s AND {quote('lease_owner')} = %s RETURNING {quote('id')} AS guard_id"
-    )
+def _guard_values(plan: _Plan) -> list[Any]:
     after, before = plan.execution, plan.before
-    params = [getattr(after, name) for name in COUNTERS]
-    params += [before.pk, *(getattr(before, name) for name in GUARDED)]
-    params += [str(ExecutionStatus.RUNNING), before.lease_owner]
-    return sql, params
+    return [
+        *(getattr(after, name) for name in COUNTERS),
+        before.pk,
+        *(getattr(before, name) for name in GUARDED),
+        str(ExecutionStatus.RUNNING),
+        before.lease_owner,
+    ]
+
+
+def _json_rows(
+    fields: Iterable[models.Field[Any, Any]], objs: Iterable[models.Model], key: tuple[str, ...] = ()
+) -> str:
+    names = [*key, *(field.attname for field in fields)]
+    return json.dumps([{name: obj.__dict__[name] for name in names} for obj in objs], default=_json_value)
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime.datetime):
+        return value.isoformat()  # full precision, with its offset (the ORM's values are aware)
+    raise TypeError(f"not JSON serializable: {type(value).__name__}")
 
 
 @cache
-def _guarded_insert(io: RowIO[Any], count: int) -> str:
-    """INSERT of ``count`` rows that writes nothing unless the guard matched."""
-    row = "(" + ", ".join(f"%s::{_cast_type(field)}" for field in io.insert_fields) + ")"
-    values = ", ".join([row] * count)
-    return f"INSERT INTO {io.table} ({io.insert_columns}) SELECT v.* FROM guard, (VALUES {values}) AS v"
+def _statement_text() -> str:
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    execution, operations, events = rows(Execution), rows(Operation), rows(HistoryEvent)
+    assignments = ", ".join(f"{quote(name)} = %s" for name in COUNTERS)
+    conditions = " AND ".join(f"{quote(name)} = %s" for name in GUARDED)
+    guard = (
+        f"UPDATE {execution.table} SET {assignments} WHERE {quote('id')} = %s AND {conditions}"
+        f" AND {quote('status')} = %s AND {quote('lease_owner')} = %s RETURNING {quote('id')} AS guard_id"
+    )
+    return (
+        f"WITH guard AS ({guard}),"
+        f" created AS ({_guarded_insert(operations)}),"
+        f" modified AS ({_guarded_operation_update()}),"
+        f" events AS ({_guarded_insert(events)})"
+        " SELECT count(*) FROM guard"
+    )
+
+
+def _records(io: RowIO[Any]) -> str:
+    """Rows of ``io``'s table type from a JSON array parameter (missing keys are NULL)."""
+    return f"jsonb_populate_recordset(NULL::{io.table}, %s::jsonb) AS r"
+
+
+def _guarded_insert(io: RowIO[Any]) -> str:
+    """INSERT of the JSON array's rows that writes nothing unless the guard matched."""
+    quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
+    columns = ", ".join(f"r.{quote(str(field.column))}" for field in io.insert_fields)
+    return f"INSERT INTO {io.table} ({io.insert_columns}) SELECT {columns} FROM guard, {_records(io)}"
 
 
 @cache
@@ -300,19 +332,15 @@ def _operation_update_fields() -> tuple[models.Field[Any, Any], ...]:
     return tuple(io.by_attname[name] for name in OPERATION_UPDATE_FIELDS)
 
 
-@cache
 def _guarded_operation_update() -> str:
     io = rows(Operation)
     quote = connections[DEFAULT_DB_ALIAS].ops.quote_name
-    assignments = ", ".join(f"{quote(str(field.column))} = %s" for field in _operation_update_fields())
+    assignments = ", ".join(
+        f"{quote(str(field.column))} = r.{quote(str(field.column))}" for field in _operation_update_fields()
+    )
     column = f"{io.table}.{{}}".format
     return (
-        f"UPDATE {io.table} SET {assignments} FROM guard"
-        f" WHERE {column(quote('execution_id'))} = guard.guard_id AND {column(quote('operation_id'))} = %s"
+        f"UPDATE {io.table} SET {assignments} FROM guard, {_records(io)}"
+        f" WHERE {column(quote('execution_id'))} = guard.guard_id"
+        f" AND {column(quote('operation_id'))} = r.{quote('operation_id')}"
     )
-
-
-def _cast_type(field: models.Field[Any, Any]) -> str:
-    """The column's type without a length: VALUES rows have no column to infer it from."""
-    db_type = field.db_type(connections[DEFAULT_DB_ALIAS]) or "text"
-    return re.sub(r"\(.*\)", "", db_type).strip()
