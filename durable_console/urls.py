@@ -2,22 +2,19 @@
 
 from django.contrib import admin
 from django.contrib.auth.views import LoginView
-from django.http import HttpRequest, JsonResponse
 from django.urls import include, path
 
+from durable_console.health import healthz, readyz
 from durable_console.login import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
-
-
-def healthz(request: HttpRequest) -> JsonResponse:
-    return JsonResponse({"status": "ok"})
-
 
 # Both login forms take passwords, so both are throttled (durable_console/login.py).
 admin.site.login_form = ThrottledAdminAuthenticationForm
 
 urlpatterns = [
     path("admin/", admin.site.urls),
+    # Probes for load balancers and orchestrators, without login (durable_console/health.py).
     path("healthz", healthz, name="healthz"),
+    path("readyz", readyz, name="readyz"),
     # The Lambda-compatible API lives at the root, where AWS clients put its paths.
     path("", include("executions.api.urls")),
     # The approvals inbox and the signed e-mail link pages.
