@@ -197,3 +197,36 @@ def cpu_seconds(pids: list[int]) -> float:
         total += cpu.get(pid, 0.0)
         stack.extend(children.get(pid, ()))
     return total
+
+
+STARTER_THREADS = 4
+
+
+def start_executions(function: str, payload: str, count: int, threads: int = STARTER_THREADS) -> list[int]:
+    """Start ``count`` executions from ``threads`` threads at once; their ids, in start order.
+
+    Several starters, as several clients (API requests, web processes) start executions in
+    production, and as the DBOS peer's threads call their workflow: one thread starting
+    one execution after another measured the starter, not the engine (its start rate
+    capped the throughput of a repetition). Each thread closes its own connection.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from django.db import connections
+
+    from executions import services
+
+    def start_share(share: int) -> list[tuple[float, int]]:
+        try:
+            started = []
+            for _ in range(share):
+                pk = services.execution_start(function=function, input_payload=payload).execution.pk
+                started.append((time.monotonic(), pk))
+            return started
+        finally:
+            connections.close_all()
+
+    shares = [count // threads + (1 if index < count % threads else 0) for index in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        started = [item for part in pool.map(start_share, shares) for item in part]
+    return [pk for _, pk in sorted(started)]

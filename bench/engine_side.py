@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.cluster import STEPS_FUNCTION, running_cluster, wait_until_ended
+from bench.cluster import STEPS_FUNCTION, running_cluster, start_executions, wait_until_ended
 
 WARM_UP_ROUNDS = 5
 THROUGHPUT_DEADLINE_SECONDS = 600.0
@@ -162,19 +162,16 @@ def throughput(executions: int, workers: int, threads: int, log_dir: Path) -> di
 
     ``workers`` x ``durable worker --pool threads --concurrency threads`` + one ``durable
     scheduler`` (bench.cluster), warmed up first. This process then starts ``executions``
-    executions one after another as fast as it can (each start publishes its Celery hint)
-    and polls the database until all have ended. executions/s = N / (last ``ended_at`` -
-    first ``started_at``), both written by the engine in the start and final transactions.
+    executions from four threads as fast as they can (``cluster.start_executions``; each
+    start publishes its Celery hint) and polls the database until all have ended.
+    executions/s = N / (last ``ended_at`` - first ``started_at``), both written by the
+    engine in the start and final transactions.
     """
-    from executions import services
     from executions.models import Execution
 
     with running_cluster(workers, threads, log_dir) as cluster:
         began = time.perf_counter()
-        ids = [
-            services.execution_start(function=STEPS_FUNCTION, input_payload='{"steps": 5}').execution.pk
-            for _ in range(executions)
-        ]
+        ids = start_executions(STEPS_FUNCTION, '{"steps": 5}', executions)
         start_rate = executions / (time.perf_counter() - began)
         deadline = time.monotonic() + THROUGHPUT_DEADLINE_SECONDS
         wait_until_ended(ids, deadline, "the throughput executions", cluster)

@@ -72,13 +72,7 @@ def timer_phase(
 
 
 def _start(count: int, seconds: int) -> list[int]:
-    from executions import services
-
-    payload = json.dumps({"seconds": seconds})
-    return [
-        services.execution_start(function=TIMER_FUNCTION, input_payload=payload).execution.pk
-        for _ in range(count)
-    ]
+    return cluster.start_executions(TIMER_FUNCTION, json.dumps({"seconds": seconds}), count)
 
 
 def _unfinished(ids: list[int]) -> int:
