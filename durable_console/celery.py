@@ -163,9 +163,13 @@ def _forget_worker_state() -> None:
     state.reset_state()
 
 
-def run_worker(argv: Sequence[str]) -> int:
-    """``celery worker`` with ``argv`` (options only), restarted until a signal stops it."""
-    supervisor = WorkerSupervisor(lambda args: app.start(["worker", *args]))
+def run_worker(argv: Sequence[str], *, quiet: bool = False) -> int:
+    """``celery worker`` with ``argv`` (options only), restarted until a signal stops it.
+
+    ``quiet``: no start-up banner (it is not a log line; JSON logs must be only log lines).
+    """
+    options = ["--quiet"] if quiet else []
+    supervisor = WorkerSupervisor(lambda args: app.start([*options, "worker", *args]))
     signals.worker_shutting_down.connect(supervisor.request_stop, weak=False)
     try:
         return supervisor.run(argv)

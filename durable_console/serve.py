@@ -6,7 +6,9 @@ import threading
 
 import uvicorn
 from django.conf import settings
+from uvicorn.config import LOGGING_CONFIG
 
+from durable_console.logs import announce, json_format
 from executions.workers.embedded import EmbeddedWorkerPool
 from executions.workers.scheduler import run_forever
 
@@ -22,10 +24,16 @@ def serve(*, host: str, port: int, embedded: bool = True) -> None:
         scheduler = threading.Thread(target=run_forever, args=(stop,), name="durable-scheduler", daemon=True)
         scheduler.start()
     config = uvicorn.Config(
-        "durable_console.asgi:application", host=host, port=port, log_level="warning", lifespan="off"
+        "durable_console.asgi:application",
+        host=host,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        # JSON lines: uvicorn's loggers go through the project's handler, not uvicorn's own text one.
+        log_config=None if json_format() else LOGGING_CONFIG,
     )
     mode = "embedded workers + scheduler" if embedded else "web only"
-    print(f"Durable Console on http://{host}:{port}/ ({mode}); Ctrl-C stops it", flush=True)
+    announce(f"Durable Console on http://{host}:{port}/ ({mode}); Ctrl-C stops it")
     try:
         uvicorn.Server(config).run()
     except KeyboardInterrupt:
@@ -36,4 +44,4 @@ def serve(*, host: str, port: int, embedded: bool = True) -> None:
             scheduler.join(timeout=10)
         if pool is not None:
             pool.stop()
-        print("stopped", flush=True)
+        announce("stopped")

@@ -324,14 +324,28 @@ DURABLE_API_SYNC_INVOKE_MAX_SECONDS = env_float("DURABLE_API_SYNC_INVOKE_MAX_SEC
 # Largest request body the API reads (a synchronous Invoke payload: 6 MB, plus framing).
 DURABLE_API_MAX_BODY_BYTES = env_int("DURABLE_API_MAX_BODY_BYTES", 6 * 1024 * 1024 + 64 * 1024)
 
+# Log lines as readable text, or one JSON object per line (`json`) for log shippers, with the
+# execution ARN, invocation, function and worker of the invocation they were logged in.
+DURABLE_LOG_FORMAT = env_str("DURABLE_LOG_FORMAT", "text").strip().lower()
+LOGGING_CONFIG = "durable_console.logs.configure"
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"}},
-    # E-mail links' tokens never reach a log line (e.g. django.request's "Not Found: <path>").
-    "filters": {"redact_links": {"()": "approvals.log_filters.RedactLinkTokens"}},
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        "json": {"()": "durable_console.logs.JsonFormatter"},
+    },
+    "filters": {
+        # E-mail links' tokens never reach a log line (e.g. django.request's "Not Found: <path>").
+        "redact_links": {"()": "approvals.log_filters.RedactLinkTokens"},
+        "invocation": {"()": "executions.log_context.InvocationFilter"},
+    },
     "handlers": {
-        "console": {"class": "logging.StreamHandler", "formatter": "plain", "filters": ["redact_links"]}
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "json" if DURABLE_LOG_FORMAT == "json" else "plain",
+            "filters": ["redact_links", "invocation"],
+        }
     },
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "WARNING")},
     "loggers": {

@@ -42,7 +42,9 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
+from executions import log_context
 from executions.engine.functions import FunctionLimits
+from executions.log_context import InvocationLog
 from executions.models import InvocationOutcome
 from executions.workers.runtime import DurableResult, PlainResult
 
@@ -151,14 +153,18 @@ class SandboxChild:
         limits: FunctionLimits,
         request_id: str,
         cancel: threading.Event | None = None,
+        log: InvocationLog | None = None,
     ) -> SandboxRun:
-        """Send one job and wait for its reply within the function's limits, or until ``cancel``."""
+        """Send one job and wait for its reply within the function's limits, or until ``cancel``.
+
+        ``log`` is what the child's log lines say about the job (``executions.log_context``).
+        """
         self._wait_ready(request_id)
         current = durable_settings()
         changed = current if current != self._settings_sent else None
         self._settings_sent = current
         baseline = rss_kb(self.pid) or 0
-        self.conn.send((kind, job, limits, changed))
+        self.conn.send((kind, job, limits, changed, log))
         return self._await_reply(limits, request_id, baseline, cancel)
 
     def _wait_ready(self, request_id: str) -> None:
@@ -290,6 +296,16 @@ class SandboxChild:
             self.kill()
 
 
+def job_log(job: Any) -> InvocationLog:
+    """What log lines about ``job`` say (a plain call has no execution ARN nor invocation number)."""
+    return InvocationLog(
+        execution_arn=getattr(job, "arn", None),
+        invocation=getattr(job, "invocation", None),
+        function=getattr(job, "function_name", None),
+        worker=log_context.worker_name(),
+    )
+
+
 def _memory_exceeded(rss: int, baseline: int, limits: FunctionLimits) -> bool:
     """The limit counts what the job adds to the warm child's resident memory.
 
@@ -338,8 +354,9 @@ class SandboxPool:
         request_id: str,
         cancel: threading.Event | None = None,
     ) -> SandboxRun:
-        with self._child() as child:
-            return child.run(kind, job, limits, request_id, cancel)
+        log = job_log(job)
+        with log_context.invocation(log), self._child() as child:
+            return child.run(kind, job, limits, request_id, cancel, log)
 
     @contextlib.contextmanager
     def _child(self) -> Iterator[SandboxChild]:

@@ -73,14 +73,18 @@ def _setup_django(config: dict[str, Any]) -> None:
 def _serve(conn: Connection, runtime: HandlerRuntime) -> None:
     from django.conf import settings
 
+    from executions import log_context
+
     while True:
         try:
-            kind, job, limits, changed_settings = conn.recv()
+            kind, job, limits, changed_settings, log = conn.recv()
         except (EOFError, OSError):
             return  # the supervisor closed the socket or went away
         for name, value in (changed_settings or {}).items():
             setattr(settings, name, value)
-        result = _run_job(runtime, kind, job, limits)
+        # Process-wide: the SDK logs and checkpoints from threads of its own (executions.log_context).
+        with log_context.invocation(log, process_wide=True):
+            result = _run_job(runtime, kind, job, limits)
         if _is_memory_error_result(result):
             _out_of_memory(conn)
         conn.send(("done", result))

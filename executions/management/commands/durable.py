@@ -289,6 +289,7 @@ class Command(BaseCommand):
         # Imported by the one subcommand that needs it: every other CLI call starts faster
         # without loading Celery, uvicorn or the workers.
         from durable_console.celery import run_worker
+        from durable_console.logs import json_format
 
         # Restarted in this process if it exits on its own (see run_worker); the worker needs
         # no events between workers (gossip, mingle, heartbeat): the database coordinates them.
@@ -300,7 +301,8 @@ class Command(BaseCommand):
                 "--without-gossip",
                 "--without-mingle",
                 "--without-heartbeat",
-            ]
+            ],
+            quiet=json_format(),
         )
         if code:
             sys.exit(code)
@@ -308,10 +310,11 @@ class Command(BaseCommand):
     def scheduler(self, options: argparse.Namespace) -> None:
         # Imported by the one subcommand that needs it: every other CLI call starts faster
         # without loading Celery, uvicorn or the workers.
+        from durable_console.logs import announce
         from executions.workers.scheduler import run_forever
 
         stop = _stop_on_signals()
-        self.stdout.write("scheduler running; Ctrl-C stops it")
+        announce("scheduler running; Ctrl-C stops it")
         run_forever(stop)
 
     def serve(self, options: argparse.Namespace) -> None:
