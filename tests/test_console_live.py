@@ -412,3 +412,23 @@ def test_a_refused_subscriber_receives_nothing(cast: Cast) -> None:
         await watcher.disconnect()
 
     run_async(scenario)
+
+
+def test_a_withdrawn_notice_sends_nothing(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A sandbox child withdraws its invocation's notices when it ends (the worker announces it)."""
+    withdrawn, sentinel = unused_ids(2)
+    received: list[dict[str, Any]] = []
+
+    async def scenario() -> None:
+        layer = get_channel_layer()
+        listing = await layer.new_channel()
+        await layer.group_add(live.LIST_GROUP, listing)
+        monkeypatch.setattr(live, "_instance", None)
+        live.notify(withdrawn)
+        live.withdraw(withdrawn)  # well inside the debounce window
+        live.notify(sentinel)
+        received.append(await asyncio.wait_for(layer.receive(listing), 5))
+
+    with override_settings(CHANNEL_LAYERS=redis_layer(redis_url), DURABLE_LIVE_DEBOUNCE_SECONDS=0.5):
+        run_async(scenario)
+    assert received[0]["ids"] == [sentinel]

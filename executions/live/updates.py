@@ -58,6 +58,19 @@ def notify(execution_id: int) -> None:
         logger.warning("live update for execution %s dropped", execution_id, exc_info=True)
 
 
+def withdraw(execution_id: int) -> None:
+    """Drop a pending notice: another process will announce this execution's change.
+
+    A sandbox child calls it when an invocation ends: the worker that supervised it
+    records the outcome next and announces the execution then, so the checkpoints of
+    an invocation shorter than the debounce window cost the child no message at all.
+    Longer invocations still announce their steps as they go.
+    """
+    pusher = _instance
+    if pusher is not None and pusher.pid == os.getpid():
+        pusher.discard(execution_id)
+
+
 # --- the messages --------------------------------------------------------------------------
 
 
@@ -138,6 +151,10 @@ class _Pusher:
             self.pending.add(execution_id)
             self.condition.notify()
 
+    def discard(self, execution_id: int) -> None:
+        with self.condition:
+            self.pending.discard(execution_id)
+
     def _run(self) -> None:
         # channels-redis keeps its connections per event loop: one loop, reused.
         loop = asyncio.new_event_loop()
@@ -148,6 +165,8 @@ class _Pusher:
             time.sleep(settings.DURABLE_LIVE_DEBOUNCE_SECONDS)  # let the burst finish
             with self.condition:
                 batch, self.pending = self.pending, set()
+            if not batch:
+                continue  # withdrawn meanwhile
             try:
                 flush(batch, loop)
             except Exception:  # a lost message costs a watcher one update; the next burst goes on

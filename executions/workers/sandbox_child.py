@@ -93,11 +93,18 @@ def _serve(conn: Connection, runtime: HandlerRuntime) -> None:
 def _run_job(
     runtime: HandlerRuntime, kind: str, job: Any, limits: FunctionLimits
 ) -> DurableResult | PlainResult:
+    # Imported after django.setup() (main), like every project module here.
+    from executions.live import updates as live_updates
+
     _check_connections(runtime)
     with function_environment(limits.environment_variables), address_space_ceiling(limits.memory_mb):
-        if kind == "durable":
-            return runtime.run_durable(job, limits)
-        return runtime.run_plain(job, limits)
+        if kind != "durable":
+            return runtime.run_plain(job, limits)
+        result = runtime.run_durable(job, limits)
+    # The supervising worker records the outcome next and announces the execution then:
+    # an invocation shorter than the live debounce window sends no message of its own.
+    live_updates.withdraw(job.execution_id)
+    return result
 
 
 def _check_connections(runtime: HandlerRuntime) -> None:
