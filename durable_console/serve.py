@@ -9,6 +9,7 @@ from django.conf import settings
 from uvicorn.config import LOGGING_CONFIG
 
 from durable_console.logs import announce, json_format
+from executions import metrics
 from executions.workers.embedded import EmbeddedWorkerPool
 from executions.workers.scheduler import run_forever
 
@@ -20,6 +21,7 @@ def serve(*, host: str, port: int, embedded: bool = True) -> None:
     pool: EmbeddedWorkerPool | None = None
     scheduler: threading.Thread | None = None
     if embedded:
+        metrics.declare_worker_threads(settings.DURABLE_EMBEDDED_WORKERS)
         pool = EmbeddedWorkerPool(settings.DURABLE_EMBEDDED_WORKERS).start()
         scheduler = threading.Thread(target=run_forever, args=(stop,), name="durable-scheduler", daemon=True)
         scheduler.start()

@@ -171,8 +171,8 @@ AUTH_PASSWORD_VALIDATORS = [
 SESSION_COOKIE_SECURE = env_bool("DJANGO_SESSION_COOKIE_SECURE")
 CSRF_COOKIE_SECURE = env_bool("DJANGO_CSRF_COOKIE_SECURE")
 SECURE_SSL_REDIRECT = env_bool("DJANGO_SECURE_SSL_REDIRECT")
-# Load balancers probe health over plain HTTP; a redirect would read as down.
-SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz)$"]
+# Load balancers probe health and Prometheus scrapes over plain HTTP; a redirect would read as down.
+SECURE_REDIRECT_EXEMPT = [r"^(healthz|readyz|metrics)$"]
 SECURE_HSTS_SECONDS = env_int("DJANGO_SECURE_HSTS_SECONDS", 0)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("DJANGO_SECURE_HSTS_INCLUDE_SUBDOMAINS")
 SECURE_HSTS_PRELOAD = env_bool("DJANGO_SECURE_HSTS_PRELOAD")
@@ -323,6 +323,14 @@ DURABLE_ACCESS_KEY_SECRET = env_str("DURABLE_ACCESS_KEY_SECRET", SECRET_KEY)
 DURABLE_API_SYNC_INVOKE_MAX_SECONDS = env_float("DURABLE_API_SYNC_INVOKE_MAX_SECONDS", 900.0)
 # Largest request body the API reads (a synchronous Invoke payload: 6 MB, plus framing).
 DURABLE_API_MAX_BODY_BYTES = env_int("DURABLE_API_MAX_BODY_BYTES", 6 * 1024 * 1024 + 64 * 1024)
+
+# Prometheus metrics at /metrics (executions/metrics.py), on unless DURABLE_METRICS=0. Every
+# process of a host writes its values to files in PROMETHEUS_MULTIPROC_DIR and /metrics adds
+# them up; prometheus-client reads the variable when it is imported, so it is set here, first.
+DURABLE_METRICS = env_bool("DURABLE_METRICS", True)
+if DURABLE_METRICS:
+    os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", str(VAR_DIR / "prometheus"))
+    Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).mkdir(parents=True, exist_ok=True)
 
 # Log lines as readable text, or one JSON object per line (`json`) for log shippers, with the
 # execution ARN, invocation, function and worker of the invocation they were logged in.

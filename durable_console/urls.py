@@ -6,6 +6,7 @@ from django.urls import include, path
 
 from durable_console.health import healthz, readyz
 from durable_console.login import ThrottledAdminAuthenticationForm, ThrottledAuthenticationForm
+from executions.metrics import metrics_view
 
 # Both login forms take passwords, so both are throttled (durable_console/login.py).
 admin.site.login_form = ThrottledAdminAuthenticationForm
@@ -15,6 +16,8 @@ urlpatterns = [
     # Probes for load balancers and orchestrators, without login (durable_console/health.py).
     path("healthz", healthz, name="healthz"),
     path("readyz", readyz, name="readyz"),
+    # Prometheus, without login; DURABLE_METRICS=0 switches it off (executions/metrics.py).
+    path("metrics", metrics_view, name="metrics"),
     # The Lambda-compatible API lives at the root, where AWS clients put its paths.
     path("", include("executions.api.urls")),
     # The approvals inbox and the signed e-mail link pages.

@@ -10,6 +10,7 @@ class ExecutionsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these modules import models, which Django allows
         # only once the app registry is ready.
+        from executions import metrics
         from executions.access import ensure_groups
         from executions.api.access_keys import revoke_keys_of_deleted_user
         from executions.engine import effects
@@ -18,6 +19,7 @@ class ExecutionsConfig(AppConfig):
         # The engine's after-commit effects reach the layers above it through sinks
         # registered here, so the engine imports none of them.
         effects.add_change_listener(updates.notify)
+        metrics.install()  # executions started and finished, timer lateness
         if settings.CELERY_BROKER_URL:
             from executions.workers.celery_sink import CeleryWorkSink
 

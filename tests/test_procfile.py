@@ -20,6 +20,7 @@ import shlex
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +37,8 @@ from tests.conftest import REPO_ROOT, SpawnedProcess, child_process_env
 from tests.e2e_handlers import slow_steps
 from tests.engine_driver import handler_path
 from tests.fault_cluster import ClusterDb
+from tests.metrics_support import Samples, parse, value
+from tests.polling import WaitTimeout
 from tests.servers import free_port
 from tests.services_plugin import TestServices
 
@@ -110,6 +113,8 @@ def stack(
     var_dir = tmp_path / "var"
     env_file = tmp_path / "empty.env"
     env_file.write_text("")
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
     env = {
         "DATABASE_URL": database_url,
         "CELERY_BROKER_URL": broker,
@@ -117,6 +122,8 @@ def stack(
         "DURABLE_VAR_DIR": str(var_dir),
         "DURABLE_LEASE_SECONDS": LEASE_SECONDS,
         "DURABLE_INVOCATION_RETRY_DELAY_SECONDS": "0.5",
+        # The stack's processes only, so its metrics can be counted exactly.
+        "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir),
         # The Procfile says `python`: this virtualenv's.
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
@@ -221,6 +228,13 @@ def ended(stack: Stack, arns: list[str]) -> dict[str, tuple[str, Any]]:
     return {arn: (status, json.loads(result) if result else None) for arn, status, result in found}
 
 
+def unfinished(stack: Stack) -> list[tuple[Any, ...]]:
+    return stack.db.rows(
+        "SELECT name, status, needs_invocation, invocation_due_at, dispatched_at, lease_owner,"
+        " lease_expires_at, wake_at, invocation_count FROM executions_execution WHERE ended_at IS NULL"
+    )
+
+
 def ledger(stack: Stack, service: str, action: str, key: str) -> int:
     return stack.db.value(
         "SELECT count(*) FROM examples_ledgerentry WHERE service = %s AND action = %s AND key = %s",
@@ -257,11 +271,14 @@ def test_the_procfile_runs_the_demos_and_a_killed_worker_loses_nothing(
     assert ledger(stack, "e2e", "slow-finished", "pf-slow") == 0  # it was killed mid-step
 
     second = start_honcho(stack, "web", "worker", "scheduler")
-    results = second.wait_until(
-        lambda: len(done := ended(stack, list(arns.values()))) == len(arns) and done,
-        timeout=120,
-        message="every execution started before the kill to end",
-    )
+    try:
+        results = second.wait_until(
+            lambda: len(done := ended(stack, list(arns.values()))) == len(arns) and done,
+            timeout=120,
+            message="every execution started before the kill to end",
+        )
+    except WaitTimeout as timeout:
+        raise AssertionError(f"{timeout}\nstill open: {unfinished(stack)}") from None
     outcomes = {name: results[arn] for name, arn in arns.items()}
     assert {name: status for name, (status, _) in outcomes.items()} == dict.fromkeys(RUNS, "SUCCEEDED")
     assert outcomes["slow-steps"][1] == ["first", "slow", "last"]
@@ -271,3 +288,65 @@ def test_the_procfile_runs_the_demos_and_a_killed_worker_loses_nothing(
     assert ledger(stack, "records", "process", "pf-bp") == 4  # 20 records in batches of 5
     web_ready(second, stack)
     assert api.get_durable_execution(DurableExecutionArn=arns["order-processing"])["Status"] == "SUCCEEDED"
+    check_metrics(stack, second, api)
+
+
+def check_metrics(stack: Stack, web: SpawnedProcess, api: Any) -> None:
+    """One scrape of the second web process adds up every process of both runs: the web
+    processes (API requests, starts), the killed worker and the new one with their sandbox
+    children (invocations, checkpoints), the schedulers (timers)."""
+    approval = api.invoke(
+        FunctionName="document-approval",
+        InvocationType="Event",
+        Payload=json.dumps({"document_id": "pf-doc"}),
+    )["DurableExecutionArn"]
+    web.wait_until(lambda: open_callbacks(stack, approval), 60, "the approval's callback")
+    samples = scrape(stack)
+    executions = stack.db.value("SELECT count(*) FROM executions_execution")  # chained children too
+    succeeded = stack.db.value("SELECT count(*) FROM executions_execution WHERE status = 'SUCCEEDED'")
+    assert succeeded == executions - 1  # all but the approval, which waits for its reviewer
+
+    started = {labels["function"]: v for labels, v in samples["durable_executions_started_total"]}
+    by_function = stack.db.rows(
+        "SELECT f.name, count(*) FROM executions_execution e"
+        " JOIN executions_function f ON f.id = e.function_id GROUP BY f.name"
+    )
+    assert started == dict(by_function)  # the API's starts, and the chained children's
+    assert value(samples, "durable_executions_finished_total") == succeeded
+    assert value(samples, "durable_executions_finished_total", status="SUCCEEDED") == succeeded
+    assert value(samples, "durable_api_requests_total", operation="Invoke", status="202") == len(RUNS) + 1
+    assert value(samples, "durable_api_requests_total", operation="GetDurableExecution", status="200") == 1
+    assert value(samples, "durable_api_request_duration_seconds_count", operation="Invoke") == len(RUNS) + 1
+
+    invocations = value(samples, "durable_invocations_total")
+    assert invocations >= executions  # every execution ran at least once; some suspended and resumed
+    assert value(samples, "durable_invocation_duration_seconds_count") == invocations
+    assert value(samples, "durable_invocations_total", function="slow-steps", outcome="SUCCEEDED") == 1
+    # One invocation returned SUCCEEDED per execution, and the two plain chained targets did.
+    assert value(samples, "durable_invocations_total", outcome="SUCCEEDED") == succeeded + 2
+    assert value(samples, "durable_invocations_total", function="chain-inventory") == 1
+    assert value(samples, "durable_checkpoint_duration_seconds_count", via="sdk") > invocations
+    assert value(samples, "durable_checkpoint_operations_total", type="STEP", action="SUCCEED") >= 20
+    assert value(samples, "durable_checkpoint_operations_total", type="WAIT", action="START") == 2
+    # data-pipeline's two waits, the retries of booking's and distributed-transaction's steps.
+    assert value(samples, "durable_timer_lateness_seconds_count") >= 4
+
+    assert value(samples, "durable_worker_threads") == 4  # the live worker's; the killed one's forgotten
+    assert 0 <= value(samples, "durable_worker_busy_ratio") <= 1
+    assert value(samples, "durable_open_callbacks") == 1
+    assert value(samples, "durable_open_callbacks_expiring_soon") == 0  # 24 h to answer
+    assert value(samples, "durable_due_work_oldest_age_seconds", kind="timer") >= 0
+    assert value(samples, "durable_database_up") == 1
+
+
+def open_callbacks(stack: Stack, arn: str) -> int:
+    return stack.db.value(
+        "SELECT count(*) FROM executions_operation o JOIN executions_execution e ON e.id = o.execution_id"
+        " WHERE e.arn = %s AND o.type = 'CALLBACK' AND o.status = 'STARTED'",
+        (arn,),
+    )
+
+
+def scrape(stack: Stack) -> Samples:
+    with urllib.request.urlopen(f"http://127.0.0.1:{stack.port}/metrics", timeout=30) as response:
+        return parse(response.read().decode())

@@ -9,6 +9,7 @@ bytes, and SendDurableExecutionCallbackSuccess's body is a raw blob.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from django.db import connections
@@ -20,7 +21,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from executions import operator, services
+from executions import metrics, operator, services
 from executions.api import invoke as invocations_api
 from executions.api.auth import HasAccessKey, KeyMayRunOperation, SigV4Authentication, read_body
 from executions.api.errors import (
@@ -48,6 +49,8 @@ from executions.queries import listing, selectors
 
 SYNC_INVOKE_MAX_BYTES = 6 * 1024 * 1024
 ASYNC_INVOKE_MAX_BYTES = 1024 * 1024
+# Checkpoints made over HTTP (the SDK's own client against this API): executions/metrics.py.
+API_CHECKPOINTS = metrics.CheckpointRecorder("api")
 
 
 class AlwaysJson(BaseContentNegotiation):
@@ -84,9 +87,15 @@ class LambdaApiView(APIView):
         return self.operations.get("GET" if method == "HEAD" else method)
 
     def dispatch(self, request: Any, *args: Any, **kwargs: Any) -> HttpResponse:
+        began = time.perf_counter()
+        status = 500  # unless a response comes back
         try:
-            return super().dispatch(request, *args, **kwargs)
+            response = super().dispatch(request, *args, **kwargs)
+            status = response.status_code
+            return response
         finally:
+            operation = self.operation_for(request.method) or "Unknown"
+            metrics.api_request(operation, status, time.perf_counter() - began)
             # Under ASGI every request runs on a thread of its own that ends with it, so
             # a persistent connection is never reused; left open it lingers until the
             # garbage collector finds it. Under WSGI keep CONN_MAX_AGE's reuse.
@@ -273,13 +282,12 @@ class CheckpointApi(LambdaApiView):
         body = json_object_body(_body(request))
         data = validated(self.InputSerializer, body)
         # The engine validates each update (docs/api.md) before applying any.
+        updates = body.get("Updates") or []
+        began = time.perf_counter()
         response = services.checkpoint(
-            arn,
-            data["CheckpointToken"],
-            body.get("Updates") or [],
-            data.get("ClientToken"),
-            ts=as_epoch_seconds,
+            arn, data["CheckpointToken"], updates, data.get("ClientToken"), ts=as_epoch_seconds
         )
+        API_CHECKPOINTS.record(time.perf_counter() - began, updates)
         return Response(response)
 
 

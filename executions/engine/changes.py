@@ -14,7 +14,7 @@ from typing import Any
 
 from django.db.models import Min
 
-from executions.engine import clock
+from executions.engine import clock, observers
 from executions.engine.rows import Statement, execute, rows
 from executions.models import Execution, HistoryEvent, Operation
 
@@ -89,6 +89,8 @@ class ChangeSet:
     def set_timer(self, op: Operation, when: datetime.datetime | None) -> None:
         if op.timer_at is not None and (when is None or when > op.timer_at):
             self.recompute_wake = True
+            if when is None and op.timer_at <= self.now:  # a due timer fired (or was answered)
+                observers.timer_fired(op.timer_at, self.now)
         op.timer_at = when
         if when is not None:
             self.new_timers.append(when)
@@ -126,6 +128,10 @@ class ChangeSet:
 
     # --- persistence --------------------------------------------------------------
     def flush(self, *, extra_fields: tuple[str, ...] = ()) -> None:
+        execution = self.execution
+        # Closed by this change set: close_execution sets ended_at to this very object.
+        if execution.ended_at is self.now and execution.is_terminal:
+            observers.execution_finished(execution.arn, execution.status)
         self.update_wake_at()
         operations = rows(Operation)
         execute(

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from django.conf import settings
 from django.db import IntegrityError, transaction
 
-from executions.engine import clock
+from executions.engine import clock, observers
 from executions.engine.changes import ChangeSet, wrap_payload
 from executions.engine.db_retry import retry_transient
 from executions.engine.errors import DurableExecutionAlreadyStarted, InvalidParameterValue
@@ -172,4 +172,5 @@ def create_execution(
     # The handler has not seen anything yet, but its first invocation sees all.
     execution.seen_seq = execution.change_seq
     commit_changes(changes)
+    observers.execution_started(arn)
     return execution

@@ -10,6 +10,7 @@ checkpoint usually takes the engine's one-statement fast path
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable
 from typing import Any, TypeVar
 
@@ -27,9 +28,12 @@ from aws_durable_execution_sdk_python.lambda_service import (
 from executions.engine import checkpoint as checkpoint_service
 from executions.engine.checkpoint_fast import CheckpointCache
 from executions.engine.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
+from executions.metrics import CheckpointRecorder
 from executions.workers.shared_connection import SharedConnection
 
 E = TypeVar("E", CheckpointError, GetExecutionStateError)
+# Checkpoints applied from sandboxes: duration and operations (executions/metrics.py).
+CHECKPOINTS = CheckpointRecorder("sdk")
 
 
 class DatabaseServiceClient:
@@ -54,6 +58,7 @@ class DatabaseServiceClient:
         client_token: str | None,
     ) -> CheckpointOutput:
         wire_updates = [dict(update.to_dict()) for update in updates]
+        began = time.perf_counter()
         try:
             response = self._connection.run(
                 checkpoint_service.checkpoint,
@@ -65,6 +70,7 @@ class DatabaseServiceClient:
             )
         except ServiceError as exc:
             raise _sdk_error(CheckpointError, exc) from exc
+        CHECKPOINTS.record(time.perf_counter() - began, wire_updates)
         return CheckpointOutput.from_dict(response)
 
     def get_execution_state(

@@ -42,7 +42,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from executions import log_context
+from executions import log_context, metrics
 from executions.engine.functions import FunctionLimits
 from executions.log_context import InvocationLog
 from executions.models import InvocationOutcome
@@ -306,6 +306,23 @@ def job_log(job: Any) -> InvocationLog:
     )
 
 
+def run_outcome(run: SandboxRun) -> InvocationOutcome:
+    """How a run ended, as ``invocation_finish`` will record it (for the invocations metric)."""
+    if run.failure is not None:
+        return run.failure.outcome
+    result = run.result
+    if isinstance(result, PlainResult):
+        return InvocationOutcome.ERROR if result.error else InvocationOutcome.SUCCEEDED
+    if result is None or result.raised is not None:
+        return InvocationOutcome.ERROR
+    status = result.output.get("Status") if isinstance(result.output, dict) else None
+    return (
+        InvocationOutcome(status)
+        if status in ("SUCCEEDED", "FAILED", "PENDING")
+        else InvocationOutcome.INVALID
+    )
+
+
 def _memory_exceeded(rss: int, baseline: int, limits: FunctionLimits) -> bool:
     """The limit counts what the job adds to the warm child's resident memory.
 
@@ -355,8 +372,15 @@ class SandboxPool:
         cancel: threading.Event | None = None,
     ) -> SandboxRun:
         log = job_log(job)
-        with log_context.invocation(log), self._child() as child:
-            return child.run(kind, job, limits, request_id, cancel, log)
+        began = time.monotonic()
+        outcome = InvocationOutcome.CRASH  # unless a run comes back: no child could be started
+        try:
+            with log_context.invocation(log), metrics.worker_busy(), self._child() as child:
+                run = child.run(kind, job, limits, request_id, cancel, log)
+            outcome = run_outcome(run)
+            return run
+        finally:
+            metrics.invocation_done(log.function or "", outcome, time.monotonic() - began)
 
     @contextlib.contextmanager
     def _child(self) -> Iterator[SandboxChild]:

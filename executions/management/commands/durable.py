@@ -290,7 +290,10 @@ class Command(BaseCommand):
         # without loading Celery, uvicorn or the workers.
         from durable_console.celery import run_worker
         from durable_console.logs import json_format
+        from executions import metrics
 
+        # Each thread (or prefork child) runs one handler at a time: the busy ratio's denominator.
+        metrics.declare_worker_threads(1 if options.pool == "solo" else options.concurrency)
         # Restarted in this process if it exits on its own (see run_worker); the worker needs
         # no events between workers (gossip, mingle, heartbeat): the database coordinates them.
         code = run_worker(
