@@ -8,7 +8,8 @@ logs through the same handler, and the start-up notices are JSON too
 A JSON line always has ``time`` (UTC, ISO 8601), ``level``, ``logger``,
 ``message`` and ``pid``; where they apply, ``execution_arn``, ``invocation``,
 ``function`` and ``worker`` (``executions.log_context``), ``exception`` (the
-formatted traceback) and ``trace_id`` / ``span_id`` when traces are on. A
+formatted traceback) and, when traces are on, ``trace_id`` and ``span_id`` (the
+execution's trace and the invocation's span, ``executions.tracing``). A
 message with line breaks stays on one line (JSON escapes them), so a log
 shipper reads one record per line.
 """
@@ -22,10 +23,8 @@ import logging.config
 import os
 from typing import Any
 
+from executions import tracing
 from executions.log_context import FIELDS
-
-# Set on records by InvocationFilter and, with traces on, by executions.tracing's filter.
-CONTEXT_FIELDS = (*FIELDS, "trace_id", "span_id")
 
 
 class JsonFormatter(logging.Formatter):
@@ -39,10 +38,15 @@ class JsonFormatter(logging.Formatter):
             "message": record.getMessage(),
             "pid": record.process,
         }
-        for name in CONTEXT_FIELDS:
+        for name in FIELDS:  # set on the record by executions.log_context.InvocationFilter
             value = getattr(record, name, None)
             if value is not None:
                 entry[name] = value
+        arn = entry.get("execution_arn")
+        if arn and tracing.tracer() is not None:  # the ids the trace viewer shows
+            entry["trace_id"] = format(tracing.trace_id(arn), "032x")
+            if invocation := entry.get("invocation"):
+                entry["span_id"] = format(tracing.invocation_span_id(arn, invocation), "016x")
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         if record.stack_info:

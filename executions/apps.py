@@ -10,7 +10,7 @@ class ExecutionsConfig(AppConfig):
     def ready(self) -> None:
         # Imported here, not at the top: these modules import models, which Django allows
         # only once the app registry is ready.
-        from executions import metrics
+        from executions import metrics, tracing
         from executions.access import ensure_groups
         from executions.api.access_keys import revoke_keys_of_deleted_user
         from executions.engine import effects
@@ -20,6 +20,7 @@ class ExecutionsConfig(AppConfig):
         # registered here, so the engine imports none of them.
         effects.add_change_listener(updates.notify)
         metrics.install()  # executions started and finished, timer lateness
+        tracing.install()  # an execution's root span, once it ends
         if settings.CELERY_BROKER_URL:
             from executions.workers.celery_sink import CeleryWorkSink
 

@@ -148,7 +148,7 @@ def execution_started(arn: str) -> None:
     metrics().executions_started.labels(function_of(arn)).inc()
 
 
-def execution_finished(arn: str, status: str) -> None:
+def execution_finished(arn: str, status: str, *_: object) -> None:
     metrics().executions_finished.labels(function_of(arn), status).inc()
 
 

@@ -21,9 +21,10 @@ from typing import Any
 
 import pytest
 from django.conf import settings
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from durable_console.logs import JsonFormatter
-from executions import log_context
+from executions import log_context, tracing
 from executions.engine.functions import function_register
 from executions.log_context import InvocationFilter, InvocationLog
 from executions.models import Execution
@@ -70,6 +71,18 @@ def test_a_json_line_carries_the_invocation_it_was_logged_in(json_lines: Callabl
     assert inside["time"].endswith("+00:00") and isinstance(inside["pid"], int)
     assert "execution_arn" not in outside  # fields that do not apply are left out
     assert "ValueError: two\nlines" in failed["exception"]  # one line of JSON all the same
+
+
+def test_with_traces_on_a_line_names_its_trace_and_span(json_lines: Callable[[], list]) -> None:
+    tracing.use_exporter(InMemorySpanExporter(), batch=False)
+    try:
+        with log_context.invocation(InvocationLog("arn-t", 2, "f", "w")):
+            logging.getLogger("tests.json_lines").warning("traced")
+    finally:
+        tracing.stop()
+    (line,) = json_lines()
+    assert line["trace_id"] == format(tracing.trace_id("arn-t"), "032x")
+    assert line["span_id"] == format(tracing.invocation_span_id("arn-t", 2), "016x")
 
 
 def test_a_process_wide_context_reaches_other_threads(json_lines: Callable[[], list]) -> None:

@@ -131,7 +131,7 @@ class ChangeSet:
         execution = self.execution
         # Closed by this change set: close_execution sets ended_at to this very object.
         if execution.ended_at is self.now and execution.is_terminal:
-            observers.execution_finished(execution.arn, execution.status)
+            observers.execution_finished(execution.arn, execution.status, execution.started_at, self.now)
         self.update_wake_at()
         operations = rows(Operation)
         execute(

@@ -7,7 +7,7 @@ reports nothing twice) and only when someone listens, so an engine without
 observers pays one list check. An observer that raises is logged and ignored.
 
 - ``execution_started(arn)``: an execution was created (a start or a durable chained invoke);
-- ``execution_finished(arn, status)``: it reached a terminal status;
+- ``execution_finished(arn, status, started_at, ended_at)``: it reached a terminal status;
 - ``timer_fired(lateness_seconds)``: a wait ended, a retry became ready or a callback timed
   out, this long after it was due.
 """
@@ -21,14 +21,14 @@ from functools import partial
 from django.db import transaction
 
 _started: list[Callable[[str], None]] = []
-_finished: list[Callable[[str, str], None]] = []
+_finished: list[Callable[[str, str, datetime.datetime, datetime.datetime], None]] = []
 _timer_fired: list[Callable[[float], None]] = []
 
 
 def add(
     *,
     started: Callable[[str], None] | None = None,
-    finished: Callable[[str, str], None] | None = None,
+    finished: Callable[[str, str, datetime.datetime, datetime.datetime], None] | None = None,
     timer_fired: Callable[[float], None] | None = None,
 ) -> None:
     if started is not None and started not in _started:
@@ -44,9 +44,11 @@ def execution_started(arn: str) -> None:
         transaction.on_commit(partial(listener, arn), robust=True)
 
 
-def execution_finished(arn: str, status: str) -> None:
+def execution_finished(
+    arn: str, status: str, started_at: datetime.datetime, ended_at: datetime.datetime
+) -> None:
     for listener in _finished:
-        transaction.on_commit(partial(listener, arn, status), robust=True)
+        transaction.on_commit(partial(listener, arn, status, started_at, ended_at), robust=True)
 
 
 def timer_fired(due: datetime.datetime, now: datetime.datetime) -> None:

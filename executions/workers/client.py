@@ -25,6 +25,7 @@ from aws_durable_execution_sdk_python.lambda_service import (
     StateOutput,
 )
 
+from executions import tracing
 from executions.engine import checkpoint as checkpoint_service
 from executions.engine.checkpoint_fast import CheckpointCache
 from executions.engine.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
@@ -58,6 +59,7 @@ class DatabaseServiceClient:
         client_token: str | None,
     ) -> CheckpointOutput:
         wire_updates = [dict(update.to_dict()) for update in updates]
+        span = tracing.checkpoint_started(durable_execution_arn, wire_updates)
         began = time.perf_counter()
         try:
             response = self._connection.run(
@@ -69,8 +71,10 @@ class DatabaseServiceClient:
                 cache=self.cache,
             )
         except ServiceError as exc:
+            tracing.checkpoint_ended(span, exc)
             raise _sdk_error(CheckpointError, exc) from exc
         CHECKPOINTS.record(time.perf_counter() - began, wire_updates)
+        tracing.checkpoint_ended(span)
         return CheckpointOutput.from_dict(response)
 
     def get_execution_state(

@@ -24,6 +24,7 @@ from aws_durable_execution_sdk_python.execution import (
 )
 from aws_durable_execution_sdk_python.lambda_service import ErrorObject, Operation
 
+from executions import tracing
 from executions.engine.functions import FunctionLimits, load_handler
 from executions.services import InvocationInput
 from executions.workers import sdk_internals
@@ -110,6 +111,15 @@ class HandlerRuntime:
         self._connection.check()
 
     def run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> DurableResult:
+        with tracing.invocation(
+            invocation.arn, invocation.invocation, invocation.function_name, invocation.request_id
+        ) as span:
+            result = self._run_durable(invocation, limits)
+            if span is not None:
+                tracing.invocation_outcome(span, *_outcome(result))
+            return result
+
+    def _run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> DurableResult:
         deadline = time.monotonic() + limits.timeout_seconds
         operation_ids = (op["Id"] for op in invocation.operations)
         self.client.begin_invocation(operation_ids, complete=not invocation.next_marker)
@@ -152,6 +162,16 @@ class HandlerRuntime:
             updated_operation_ids=invocation.updated_operation_ids,
             service_client=self.client,
         )
+
+
+def _outcome(result: DurableResult) -> tuple[str, dict[str, Any] | None]:
+    """What the handler's run says about how the invocation ended (for its span)."""
+    if result.raised is not None:
+        return "ERROR", result.raised
+    output = result.output if isinstance(result.output, dict) else {}
+    status = output.get("Status")
+    error = output.get("Error") if isinstance(output.get("Error"), dict) else None
+    return (status if status in ("SUCCEEDED", "FAILED", "PENDING") else "INVALID"), error
 
 
 def _durable_context(invocation: InvocationInput, limits: FunctionLimits, deadline: float) -> LambdaContext:

@@ -42,7 +42,7 @@ from typing import Any
 from django.conf import settings
 from django.db import connections
 
-from executions import log_context, metrics
+from executions import log_context, metrics, tracing
 from executions.engine.functions import FunctionLimits
 from executions.log_context import InvocationLog
 from executions.models import InvocationOutcome
@@ -372,12 +372,22 @@ class SandboxPool:
         cancel: threading.Event | None = None,
     ) -> SandboxRun:
         log = job_log(job)
-        began = time.monotonic()
+        began, began_wall = time.monotonic(), time.time()
         outcome = InvocationOutcome.CRASH  # unless a run comes back: no child could be started
         try:
             with log_context.invocation(log), metrics.worker_busy(), self._child() as child:
                 run = child.run(kind, job, limits, request_id, cancel, log)
             outcome = run_outcome(run)
+            if run.failure is not None and log.execution_arn and log.invocation:
+                # The sandbox was killed before it could send the invocation's span.
+                tracing.failed_invocation(
+                    log.execution_arn,
+                    log.invocation,
+                    log.function or "",
+                    began_wall,
+                    outcome,
+                    run.failure.error,
+                )
             return run
         finally:
             metrics.invocation_done(log.function or "", outcome, time.monotonic() - began)
