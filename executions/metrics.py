@@ -241,11 +241,21 @@ def metrics_view(request: HttpRequest) -> HttpResponse:
         raise Http404("metrics are switched off (DURABLE_METRICS=0)")
     from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
-    forget_dead_processes()
     registry = CollectorRegistry()
     registry.register(HostCollector())
     registry.register(DatabaseCollector())
     return HttpResponse(generate_latest(registry), content_type=CONTENT_TYPE_LATEST)
+
+
+def serve_host(port: int, host: str = "0.0.0.0") -> Any:
+    """This host's processes' metrics on a port of their own, for hosts that run no web process
+    (``durable metrics-server``). The database's gauges are left to ``/metrics``: they are the
+    same wherever they are read."""
+    from prometheus_client import CollectorRegistry, start_http_server
+
+    registry = CollectorRegistry()
+    registry.register(HostCollector())
+    return start_http_server(port, addr=host, registry=registry)
 
 
 LIVE_GAUGE_FILE = re.compile(r"gauge_live\w+?_(\d+)\.db$")
@@ -282,6 +292,7 @@ class HostCollector:
         from prometheus_client import multiprocess
         from prometheus_client.core import GaugeMetricFamily
 
+        forget_dead_processes()
         threads = busy = 0.0
         for family in multiprocess.MultiProcessCollector(None).collect():
             yield family

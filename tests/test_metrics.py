@@ -12,17 +12,20 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+import urllib.request
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.test import Client, override_settings
 
 from durable_console.bootstrap import register_demo_functions
 from examples import ledger
-from executions.metrics import function_of
+from executions.metrics import execution_started, function_of
 from executions.models import Execution
+from tests.conftest import SpawnedProcess
 from tests.engine_driver import EngineDriver, engine_driver, start, started_callback
 from tests.metrics_support import Samples, parse, value
+from tests.servers import free_port
 
 pytestmark = pytest.mark.django_db
 
@@ -113,3 +116,30 @@ def test_live_gauges_of_dead_processes_are_forgotten() -> None:
     assert os.path.exists(os.path.join(path, f"gauge_livesum_{pid}.db"))
     assert value(scrape(), "durable_worker_threads") == before  # the process is gone
     assert not os.path.exists(os.path.join(path, f"gauge_livesum_{pid}.db"))
+
+
+def test_a_host_without_a_web_process_serves_its_metrics(
+    spawn_process: Callable[..., SpawnedProcess],
+) -> None:
+    """`durable metrics-server`: what this host's processes recorded, on a port of its own."""
+    execution_started("arn:aws:lambda:r:1:function:exported-fn:$LATEST/durable-execution/n/i")
+    port = free_port()
+    server = spawn_process(
+        [
+            sys.executable,
+            "manage.py",
+            "durable",
+            "metrics-server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+        ],
+        name="metrics-server",
+    )
+    server.wait_for_log(f"http://127.0.0.1:{port}/metrics", timeout=60)
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        samples = parse(response.read().decode())
+    assert value(samples, "durable_executions_started_total", function="exported-fn") >= 1
+    assert "durable_worker_busy_ratio" in samples
+    assert "durable_open_callbacks" not in samples  # the database's gauges come from /metrics

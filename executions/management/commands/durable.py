@@ -132,6 +132,13 @@ class Command(BaseCommand):
             help="Web only; workers and scheduler run as their own processes",
         )
         serve.set_defaults(run=self.serve)
+        exporter = sub.add_parser(
+            "metrics-server",
+            help="Serve this host's processes' Prometheus metrics (for hosts without a web process)",
+        )
+        exporter.add_argument("--host", default="0.0.0.0")
+        exporter.add_argument("--port", type=int, default=9464)
+        exporter.set_defaults(run=self.metrics_server)
         demo = sub.add_parser("demo-setup", help="Register demo functions; create the admin once")
         demo.set_defaults(run=self.demo_setup)
 
@@ -326,6 +333,18 @@ class Command(BaseCommand):
         from durable_console.serve import serve
 
         serve(host=options.host, port=options.port, embedded=not options.no_embedded)
+
+    def metrics_server(self, options: argparse.Namespace) -> None:
+        from durable_console.logs import announce
+        from executions import metrics
+
+        if not settings.DURABLE_METRICS:
+            raise CommandError("metrics are switched off (DURABLE_METRICS=0)")
+        stop = _stop_on_signals()
+        server, _ = metrics.serve_host(options.port, options.host)
+        announce(f"metrics on http://{options.host}:{server.server_port}/metrics; Ctrl-C stops it")
+        stop.wait()
+        server.shutdown()
 
     def demo_setup(self, options: argparse.Namespace) -> None:
         # Imported by the one subcommand that needs it: every other CLI call starts faster
