@@ -12,7 +12,7 @@ from collections.abc import Iterable
 
 from django.conf import settings
 from django.db import models
-from django.db.models import Q
+from django.db.models import ExpressionWrapper, Q
 
 from executions.queries.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
 
@@ -233,6 +233,15 @@ class Execution(models.Model):
             models.Index(
                 fields=["invocation_due_at"],
                 name="execution_due_idx",
+                condition=Q(needs_invocation=True),
+            ),
+            # Workers' claims, in the order they take them: executions resuming (invoked
+            # before) ahead of first invocations, each oldest due first
+            # (engine/invocations.py, invocation_claim_next).
+            models.Index(
+                ExpressionWrapper(Q(invocation_count=0), output_field=models.BooleanField()),
+                "invocation_due_at",
+                name="execution_claim_idx",
                 condition=Q(needs_invocation=True),
             ),
             models.Index(

@@ -26,6 +26,7 @@ from executions.engine.invocations import (
     InvocationInput,
     function_name_of,
     invocation_begin,
+    invocation_claim_next,
     invocation_expire,
     invocation_finish,
     invocation_mark_dispatched,
@@ -53,7 +54,9 @@ from executions.engine.lifecycle import (
 )
 from executions.engine.starts import StartResult, execution_start
 from executions.engine.timers import (
+    timers_fire_batch,
     timers_fire_due,
+    timers_next_due,
 )
 
 __all__ = [
@@ -85,6 +88,7 @@ __all__ = [
     "function_register",
     "get_state",
     "invocation_begin",
+    "invocation_claim_next",
     "invocation_expire",
     "invocation_finish",
     "invocation_mark_dispatched",
@@ -96,5 +100,7 @@ __all__ = [
     "plain_invoke_recover",
     "redrive_interrupted_operations",
     "redrive_preview",
+    "timers_fire_batch",
     "timers_fire_due",
+    "timers_next_due",
 ]

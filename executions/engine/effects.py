@@ -2,6 +2,16 @@
 
 A hint only says "look at this execution now". Losing one costs latency, not
 work: the scheduler finds every due execution in the database anyway.
+
+A worker woken by any message runs what it names, then claims due invocations
+from the database until none is left before it takes another message
+(``workers/invoker.py``, ``Invoker.drain``). So a "wake" hint only has to reach an
+idle worker, and a message still waiting in the queue means none was idle: every
+message already queued will start such a claim loop after this commit, which
+finds this execution too. ``send`` therefore tops the queue up to
+``HINT_BACKLOG`` waiting messages and no further (when the sink can say how many
+wait: ``waiting()``); hints beyond that would only be read, later, to find the
+work already done.
 """
 
 from __future__ import annotations
@@ -18,10 +28,19 @@ Effect = tuple[str, Any]
 
 
 class WorkSink(Protocol):
-    """Where hints go: the embedded pool (or a test driver) in-process, or Celery."""
+    """Where hints go: the embedded pool (or a test driver) in-process, or Celery.
+
+    A sink may also have ``waiting() -> int | None``: how many messages wait
+    to be taken (None, or no such method: unknown, so every hint is sent).
+    """
 
     def submit_execution(self, execution_id: int) -> None: ...
     def submit_plain_invoke(self, execution_id: int, operation_id: str) -> None: ...
+
+
+# Waiting "wake" messages beyond which more are not sent (see the module docstring): enough
+# for a burst of due work to wake several idle workers at once before any has taken one.
+HINT_BACKLOG = 16
 
 
 class BrokerSink(WorkSink, Protocol):
@@ -75,11 +94,32 @@ def after_commit(effects: Iterable[Effect]) -> None:
 
 
 def send(effects: Iterable[Effect]) -> None:
-    for kind, target in dict.fromkeys(effects):
+    pending = list(dict.fromkeys(effects))
+    wakes = sum(1 for kind, _ in pending if kind == "wake")
+    budget = wakes if not wakes else min(wakes, max(0, HINT_BACKLOG - (waiting() or 0)))
+    for kind, target in pending:
+        if kind == "wake":
+            if budget <= 0:
+                continue  # enough messages wait already: their claim loops will find it
+            budget -= 1
         try:
             _send_one(kind, target)
         except Exception:  # a lost hint is recovered by the scheduler's next sweep
             logger.warning("wake-up hint %s %s not delivered", kind, target, exc_info=True)
+
+
+def waiting() -> int | None:
+    """How many messages wait in the hint queue, if the sink can tell (else None)."""
+    sink = _local_sink or _broker_sink
+    count = getattr(sink, "waiting", None)
+    if count is None:
+        return None
+    try:
+        value = count()
+        return None if value is None else int(value)
+    except Exception:  # the broker is away: unknown, so hints are sent (and may fail)
+        logger.warning("could not read the hint queue's length", exc_info=True)
+        return None
 
 
 def _send_one(kind: str, target: Any) -> None:

@@ -12,19 +12,20 @@ from functools import partial
 from typing import Any, cast
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 
 from executions.engine import clock
 from executions.engine.changes import ChangeSet
 from executions.engine.checkpoint import current_token
 from executions.engine.db_retry import if_commit_lost, retry_transient
-from executions.engine.rows import rows, select_many
+from executions.engine.rows import Query, rows, select_many
 from executions.engine.tokens import encode_marker
 from executions.engine.transitions import (
     close_execution,
     commit_changes,
     complete_due_timers,
     invocation_completed_event,
+    lease_held,
     request_invocation,
 )
 from executions.engine.wire import TimestampFormat, as_datetime, operation_to_wire
@@ -85,61 +86,120 @@ def invocation_begin(
         now = clock.now()
         if execution is None or not _invocation_due(execution, now):
             return None
-        changes = ChangeSet(execution, now)
-        complete_due_timers(changes)
-        if execution.is_terminal:
-            commit_changes(changes)
+        return _begin_locked(execution, now, worker, ts)
+
+
+@retry_transient
+def invocation_claim_next(*, worker: str, ts: TimestampFormat = as_datetime) -> InvocationInput | None:
+    """Claim a due invocation of any execution; None if none is due.
+
+    What a worker does between messages (``workers/invoker.py``, ``Invoker.drain``).
+    One query finds nothing when nothing is due. Otherwise the execution is
+    locked with ``SKIP LOCKED`` (one another worker is claiming, or a checkpoint or
+    the scheduler holds, is passed over) and begun as ``invocation_begin`` would.
+
+    Executions resuming (invoked before: a timer fired, a callback was answered, a
+    retry came due) go first, oldest due first, then first invocations, oldest
+    first (the order of the index execution_claim_idx): work in progress finishes
+    before new work starts, so a backlog of new executions does not hold up the
+    wake-ups of those already waiting.
+    """
+    now = clock.now()
+    if not _any_due(now):
+        return None
+    with transaction.atomic():
+        now = clock.now()
+        due = rows(Execution).query(
+            DUE_INVOCATION, [now, now], order_by=CLAIM_ORDER, limit=1, for_update=True
+        )
+        found = select_many([skip_locked(due)])[0]
+        if not found or not _invocation_due(found[0], now):
             return None
-        execution.invocation_count += 1
-        execution.checkpoint_seq = 0
-        execution.lease_owner = worker
-        execution.lease_expires_at = now + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
-        execution.needs_invocation = False
-        execution.invocation_due_at = None
-        execution.dispatched_at = None
-        updated_ids = list(execution.updated_operation_ids)
-        execution.updated_operation_ids = []
-        execution.seen_seq = execution.change_seq
-        request_id = str(uuid.uuid4())
-        invocations = rows(Invocation)
-        record = invocations.build(
-            {
-                "execution_id": execution.pk,
-                "number": execution.invocation_count,
-                "request_id": request_id,
-                "worker": worker,
-                "started_at": now,
-            }
-        )
-        changes.extra_writes += invocations.insert_statements([record])
-        commit_changes(
-            changes,
-            extra_fields=(
-                "invocation_count",
-                "checkpoint_seq",
-                "lease_owner",
-                "lease_expires_at",
-                "dispatched_at",
-            ),
-        )
-        operations, next_marker = _first_page(execution, ts)
-        begun = InvocationInput(
-            execution_id=execution.pk,
-            arn=execution.arn,
-            invocation=execution.invocation_count,
-            request_id=request_id,
-            token=current_token(execution),
-            operations=operations,
-            next_marker=next_marker,
-            updated_operation_ids=updated_ids,
-            handler=execution.handler,
-            function_id=execution.function_id,
-            function_name=function_name_of(execution.arn),
-            function_version=execution.function_version,
-            tenant_id=execution.tenant_id,
-        )
-        if_commit_lost(begun, partial(_invocation_recorded, execution.pk, request_id))
-        return begun
+        return _begin_locked(found[0], now, worker, ts)
+
+
+# Executions whose next invocation is due and that no live lease holds (the partial
+# indexes on invocation_due_at serve it: only executions that need an invocation are in them).
+DUE_INVOCATION = (
+    "needs_invocation AND status = 'RUNNING' AND invocation_due_at <= %s"
+    " AND (lease_owner = '' OR lease_expires_at IS NULL OR lease_expires_at < %s)"
+)
+CLAIM_ORDER = "(invocation_count = 0), invocation_due_at"  # as execution_claim_idx has it
+
+
+def _any_due(now: datetime.datetime) -> bool:
+    """Whether some invocation is due: one plain statement, no transaction, no lock."""
+    return bool(rows(Execution).select(DUE_INVOCATION, [now, now], limit=1))
+
+
+def skip_locked(query: Query) -> Query:
+    """``query`` (a FOR UPDATE select) passing over rows another transaction holds, where
+    the database can (PostgreSQL); SQLite runs one writer at a time, so there is no lock to skip.
+    """
+    if " FOR UPDATE" in query.sql and connection.features.has_select_for_update_skip_locked:
+        return query._replace(sql=query.sql + " SKIP LOCKED")
+    return query
+
+
+def _begin_locked(
+    execution: Execution, now: datetime.datetime, worker: str, ts: TimestampFormat
+) -> InvocationInput | None:
+    """Begin the next invocation of the locked ``execution``, which is due."""
+    changes = ChangeSet(execution, now)
+    complete_due_timers(changes)
+    if execution.is_terminal:
+        commit_changes(changes)
+        return None
+    execution.invocation_count += 1
+    execution.checkpoint_seq = 0
+    execution.lease_owner = worker
+    execution.lease_expires_at = now + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
+    execution.needs_invocation = False
+    execution.invocation_due_at = None
+    execution.dispatched_at = None
+    updated_ids = list(execution.updated_operation_ids)
+    execution.updated_operation_ids = []
+    execution.seen_seq = execution.change_seq
+    request_id = str(uuid.uuid4())
+    invocations = rows(Invocation)
+    record = invocations.build(
+        {
+            "execution_id": execution.pk,
+            "number": execution.invocation_count,
+            "request_id": request_id,
+            "worker": worker,
+            "started_at": now,
+        }
+    )
+    changes.extra_writes += invocations.insert_statements([record])
+    commit_changes(
+        changes,
+        extra_fields=(
+            "invocation_count",
+            "checkpoint_seq",
+            "lease_owner",
+            "lease_expires_at",
+            "dispatched_at",
+        ),
+    )
+    operations, next_marker = _first_page(execution, ts)
+    begun = InvocationInput(
+        execution_id=execution.pk,
+        arn=execution.arn,
+        invocation=execution.invocation_count,
+        request_id=request_id,
+        token=current_token(execution),
+        operations=operations,
+        next_marker=next_marker,
+        updated_operation_ids=updated_ids,
+        handler=execution.handler,
+        function_id=execution.function_id,
+        function_name=function_name_of(execution.arn),
+        function_version=execution.function_version,
+        tenant_id=execution.tenant_id,
+    )
+    if_commit_lost(begun, partial(_invocation_recorded, execution.pk, request_id))
+    return begun
 
 
 def _invocation_recorded(execution_id: int, request_id: str) -> bool:
@@ -156,8 +216,7 @@ def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
         return False
     if execution.invocation_due_at and execution.invocation_due_at > now:
         return False
-    in_flight = execution.lease_owner and execution.lease_expires_at and execution.lease_expires_at > now
-    return not in_flight
+    return not lease_held(execution, now)
 
 
 def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
@@ -198,13 +257,18 @@ def invocation_finish(
     outcome: InvocationOutcome | None = None,
     sandbox_pid: int | None = None,
     memory_used_mb: int | None = None,
-) -> None:
+) -> bool:
     """Record what one handler run returned (docs/api.md) and decide what comes next.
 
     ``output`` is the handler's return value; ``raised`` the error object when
     the handler raised instead, or when its sandbox timed out, crashed or ran
     out of memory (``outcome`` says which); all of those are retried with
     backoff. Finishing an invocation twice (a retried commit) changes nothing.
+
+    Returns whether the execution's next invocation is due right now (something
+    happened while the handler ran, or it asked for one): the worker then begins
+    it at once, and no hint was sent for it. False in every other case, including
+    a finish that was already recorded or whose lease was taken over.
     """
     with transaction.atomic():
         locked, records = select_many(
@@ -214,11 +278,11 @@ def invocation_finish(
             ]
         )
         if not locked:
-            return
+            return False
         execution = locked[0]
         record = records[0] if records else None
         if record is not None and record.ended_at is not None:
-            return  # already recorded (taken over at lease expiry, or a retried commit)
+            return False  # already recorded (taken over at lease expiry, or a retried commit)
         changes = ChangeSet(execution)
         current = execution.invocation_count == invocation and bool(execution.lease_owner)
         error = raised or _output_error(output)
@@ -236,15 +300,18 @@ def invocation_finish(
             )
         if not current:  # a zombie finishing after its lease was taken over
             commit_changes(changes)
-            return
+            return False
+        if not execution.is_terminal:
+            # Still under this worker's lease: a re-invocation asked for here sends no
+            # hint (request_invocation), since this worker runs it itself when it is due now.
+            _apply_outcome(changes, output, raised)
         execution.lease_owner = ""
         execution.lease_expires_at = None
-        if not execution.is_terminal:
-            _apply_outcome(changes, output, raised)
         commit_changes(
             changes,
             extra_fields=("lease_owner", "lease_expires_at", "consecutive_failures", "invalid_pending_count"),
         )
+        return _invocation_due(execution, changes.now)
 
 
 def _output_status(output: Any) -> str:

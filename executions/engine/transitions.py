@@ -7,6 +7,7 @@ the calling service; none of them opens a transaction or commits.
 from __future__ import annotations
 
 import datetime
+from collections.abc import Iterable
 from typing import Any
 
 from executions.engine import effects as dispatch
@@ -23,7 +24,14 @@ CHAINED_INVOKE_FAILED_ERROR = {"ErrorMessage": "Chained invoke failed."}
 
 
 def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = None) -> None:
-    """Ask for a (re-)invocation; the scheduler or a wake-up hint runs it."""
+    """Ask for a (re-)invocation; a worker's claim, a wake-up hint or the scheduler runs it.
+
+    No hint while a worker holds the execution's lease: that worker's
+    ``invocation_finish`` reports the invocation due and it runs it next itself
+    (and should it die, the lease's expiry asks again). A hint goes out (after
+    commit) only for an invocation due now; ``dispatched_at`` records it, so the
+    scheduler re-sends one only if it is lost (``workers/scheduler.py``).
+    """
     execution = changes.execution
     if execution.is_terminal:
         return
@@ -33,10 +41,20 @@ def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = Non
     ):
         execution.invocation_due_at = due
     execution.needs_invocation = True
-    if due <= changes.now and dispatch.can_hint():
-        # The hint goes out after commit; the scheduler only re-sends it if it gets lost.
+    if due > changes.now or lease_held(execution, changes.now):
+        return
+    if dispatch.can_hint():
         execution.dispatched_at = changes.now
     changes.after_commit.append(("wake", execution.pk))
+
+
+def lease_held(execution: Execution, now: datetime.datetime) -> bool:
+    """Whether a worker holds the execution's lease (an invocation is in flight)."""
+    return (
+        bool(execution.lease_owner)
+        and execution.lease_expires_at is not None
+        and execution.lease_expires_at > now
+    )
 
 
 def close_execution(
@@ -87,20 +105,65 @@ def complete_due_timers(changes: ChangeSet) -> bool:
     """Fire every timer of the execution that is due; returns whether any fired.
 
     Cheap when nothing is due: the execution's ``wake_at`` says so without a query.
+    The scheduler fires many executions' timers at once with the same transitions
+    (``timers.timers_fire_batch`` calls ``fire_due_operations``).
     """
-    execution = changes.execution
-    if execution.is_terminal or execution.wake_at is None or execution.wake_at > changes.now:
+    if not timers_due(changes):
         return False
-    if execution.timeout_at and execution.timeout_at <= changes.now:
+    if timeout_due(changes):
         timeout_execution(changes)
         return True
-    due = Operation.objects.filter(execution=execution, timer_at__lte=changes.now).order_by("position")
+    due = Operation.objects.filter(execution=changes.execution, timer_at__lte=changes.now).order_by(
+        "position"
+    )
+    fired = fire_due_operations(changes, due)
+    changes.recompute_wake = True
+    return fired
+
+
+def timers_due(changes: ChangeSet) -> bool:
+    """Whether the execution has a timer (or its timeout) due now."""
+    execution = changes.execution
+    return not execution.is_terminal and execution.wake_at is not None and execution.wake_at <= changes.now
+
+
+def timeout_due(changes: ChangeSet) -> bool:
+    """Whether the execution's own timeout has passed (it then ends TIMED_OUT)."""
+    timeout_at = changes.execution.timeout_at
+    return timeout_at is not None and timeout_at <= changes.now
+
+
+def fire_due_operations(changes: ChangeSet, due: Iterable[Operation]) -> bool:
+    """Fire the timers of ``due`` (operations whose ``timer_at`` passed, in position order).
+
+    Leaves ``wake_at`` to the caller: ``complete_due_timers`` has the flush recompute it.
+    """
     fired = False
     for op in due:
         op = changes.modified.get(op.operation_id, op)
         fired |= fire_operation_timer(changes, op)
-    changes.recompute_wake = True
     return fired
+
+
+# The columns fire_operation_timer (and request_invocation after it) may change: the
+# scheduler's bulk writes (timers.timers_fire_batch) update exactly these.
+TIMER_OPERATION_FIELDS = (
+    "status",
+    "ended_at",
+    "touched_seq",
+    "error",
+    "next_attempt_at",
+    "timer_at",
+)
+TIMER_EXECUTION_FIELDS = (
+    "change_seq",
+    "event_count",
+    "updated_operation_ids",
+    "wake_at",
+    "needs_invocation",
+    "invocation_due_at",
+    "dispatched_at",
+)
 
 
 def fire_operation_timer(changes: ChangeSet, op: Operation) -> bool:

@@ -30,6 +30,7 @@ class EmbeddedWorkerPool:
         self._queue: queue.Queue[tuple[str, object]] = queue.Queue()
         self._queued: set[tuple[str, object]] = set()
         self._lock = threading.Lock()
+        self._stopping = threading.Event()
         self._threads = [
             threading.Thread(target=self._work, name=f"durable-worker-{i}", daemon=True) for i in range(size)
         ]
@@ -44,6 +45,7 @@ class EmbeddedWorkerPool:
 
     def stop(self) -> None:
         dispatch.set_local_sink(None)
+        self._stopping.set()
         for _ in self._threads:
             self._queue.put(_STOP)
         for thread in self._threads:
@@ -56,6 +58,10 @@ class EmbeddedWorkerPool:
 
     def submit_plain_invoke(self, execution_id: int, operation_id: str) -> None:
         self._put(("plain_invoke", (execution_id, operation_id)))
+
+    def waiting(self) -> int:
+        """Hints no thread has taken yet (``engine/effects.py`` sends no more past a few)."""
+        return self._queue.qsize()
 
     def _put(self, item: tuple[str, object]) -> None:
         with self._lock:
@@ -75,13 +81,14 @@ class EmbeddedWorkerPool:
             invoker.close()
             close_old_connections()
 
-    @staticmethod
-    def _handle(invoker: Invoker, item: tuple[str, object]) -> None:
+    def _handle(self, invoker: Invoker, item: tuple[str, object]) -> None:
         kind, target = item
         try:
             if kind == "wake":
                 invoker.run_execution(target)  # type: ignore[arg-type]
             else:
                 invoker.run_plain_invoke(*target)  # type: ignore[misc]
+            # As a Celery task does: claim what else is due before taking the next hint.
+            invoker.drain(self._stopping.is_set)
         except Exception:
             logger.exception("embedded worker failed on %s %s", kind, target)

@@ -32,6 +32,7 @@ from django.db import close_old_connections, connections
 
 from executions import services
 from executions.engine import db_retry
+from executions.engine import effects as dispatch
 from executions.engine.errors import ServiceError
 from executions.engine.functions import FunctionLimits, function_arn, function_resolve, limits_for_version
 from executions.models import InvocationOutcome, Operation
@@ -104,12 +105,16 @@ class SandboxRunner:
 class Invoker:
     """One worker thread's invoker. Not thread-safe: one per worker thread."""
 
+    # How long one drain claims work before the worker looks at its messages again.
+    DRAIN_SECONDS = 10.0
+
     def __init__(self, worker: str | None = None, runner: HandlerRunner | None = None) -> None:
         self.worker = worker or default_worker_name()
         self.runner: HandlerRunner = runner or SandboxRunner()
         # One long-lived thread for this worker's database work (claims, lease renewal,
         # outcomes), so the lease renewer and the worker share one connection.
         self._db_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="durable-db")
+        self._last_execution_id = 0  # what a drain that runs out of time names in its hint
 
     def close(self) -> None:
         self._db_thread.submit(connections.close_all).result()
@@ -127,16 +132,54 @@ class Invoker:
     def run_execution(self, execution_id: int) -> int:
         """Run invocations of the execution while one is due now; return how many ran."""
         self._check_connection()
+        claimed_at = time.monotonic()  # the lease runs from a moment after this one
+        invocation = self._db(services.invocation_begin, execution_id, worker=self.worker)
+        return 0 if invocation is None else self._run_while_due(invocation, claimed_at)
+
+    def drain(self, stop: Callable[[], bool] | None = None, max_seconds: float | None = None) -> int:
+        """Claim and run due invocations of any execution until none is due; return how many ran.
+
+        What a worker does after each message, before it takes the next one: one
+        message then serves every execution that became due meanwhile, and work
+        that became due while all workers were busy needs no message of its own
+        (``engine/effects.py`` sends none then). Stops early when ``stop()`` says
+        so (the worker is shutting down) or after ``max_seconds`` (default
+        ``DRAIN_SECONDS``), so messages queued behind (plain calls, bulk jobs) wait
+        no longer than that; a hint then goes out, so the rest is not left waiting.
+        Its database calls retry transient errors like every other (``_db``), so it
+        makes no connection check of its own: it follows a message's work.
+        """
+        deadline = time.monotonic() + (self.DRAIN_SECONDS if max_seconds is None else max_seconds)
+        count = 0
+        while not (stop and stop()):
+            if time.monotonic() >= deadline:
+                if self._last_execution_id:
+                    dispatch.send([("wake", self._last_execution_id)])
+                break
+            claimed_at = time.monotonic()
+            invocation = self._db(services.invocation_claim_next, worker=self.worker)
+            if invocation is None:
+                break
+            count += self._run_while_due(invocation, claimed_at)
+        return count
+
+    def _run_while_due(self, invocation: InvocationInput, claimed_at: float) -> int:
+        """Run ``invocation``, then the execution's next ones while its finish says one is due."""
         count = 0
         while True:
-            claimed_at = time.monotonic()  # the lease runs from a moment after this one
-            invocation = self._db(services.invocation_begin, execution_id, worker=self.worker)
-            if invocation is None:
-                return count
-            self._run_once(invocation, claimed_at)
+            self._last_execution_id = invocation.execution_id
+            due = self._run_once(invocation, claimed_at)
             count += 1
+            if not due:
+                return count
+            claimed_at = time.monotonic()
+            begun = self._db(services.invocation_begin, invocation.execution_id, worker=self.worker)
+            if begun is None:
+                return count
+            invocation = begun
 
-    def _run_once(self, invocation: InvocationInput, claimed_at: float) -> None:
+    def _run_once(self, invocation: InvocationInput, claimed_at: float) -> bool:
+        """Run one invocation; whether the execution's next invocation is due at once."""
         limits = self._db(limits_for_version, invocation.function_id, invocation.function_version)
         renewer = _LeaseRenewer(self, invocation, claimed_at)
         renewer.start()
@@ -150,9 +193,9 @@ class Invoker:
             logger.warning(
                 "invocation %s of %s stopped: its lease was lost", invocation.invocation, invocation.arn
             )
-            return
+            return False
         result = run.result if isinstance(run.result, DurableResult) else DurableResult()
-        self._db(
+        return self._db(
             services.invocation_finish,
             invocation.execution_id,
             invocation.invocation,
