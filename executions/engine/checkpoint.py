@@ -210,16 +210,17 @@ def get_state(
     if execution is None:
         raise ResourceNotFound(f"Durable execution not found: {arn}")
     _check_token(execution, token)
-    offset = decode_marker(marker) if marker else 0
+    after = decode_marker(marker) if marker else 0
     limit = page_limit(max_items)
+    # Keyset paging: the marker is the last position of the previous page.
     ops = list(
-        Operation.objects.filter(execution=execution).order_by("position")[offset : offset + limit + 1]
+        Operation.objects.filter(execution=execution, position__gt=after).order_by("position")[: limit + 1]
     )
     response: dict[str, Any] = {
         "Operations": [operation_to_wire(op, ts) for op in ops[:limit]],
     }
     if len(ops) > limit:
-        response["NextMarker"] = encode_marker(offset + limit)
+        response["NextMarker"] = encode_marker(ops[limit - 1].position)
     return response
 
 

@@ -61,6 +61,10 @@ class InvocationInput:
     function_name: str
     function_version: int
     tenant_id: str
+    # The execution row and every operation as this transaction committed them, when
+    # the first page holds them all and is small: the worker's first checkpoint then
+    # takes the fast path (executions.engine.checkpoint_fast) instead of re-reading them.
+    state: tuple[Execution, list[Operation]] | None = None
 
 
 def lock_execution_by_pk(execution_id: int) -> Execution | None:
@@ -182,7 +186,7 @@ def _begin_locked(
             "dispatched_at",
         ),
     )
-    operations, next_marker = _first_page(execution, ts)
+    operations, next_marker, page_rows = _first_page(execution, ts)
     begun = InvocationInput(
         execution_id=execution.pk,
         arn=execution.arn,
@@ -197,6 +201,7 @@ def _begin_locked(
         function_name=function_name_of(execution.arn),
         function_version=execution.function_version,
         tenant_id=execution.tenant_id,
+        state=_state_to_share(execution, page_rows, next_marker),
     )
     if_commit_lost(begun, partial(_invocation_recorded, execution.pk, request_id))
     return begun
@@ -219,21 +224,43 @@ def _invocation_due(execution: Execution, now: datetime.datetime) -> bool:
     return not lease_held(execution, now)
 
 
-def _first_page(execution: Execution, ts: TimestampFormat) -> tuple[list[dict[str, Any]], str]:
-    """The invocation input's operations, paged by count and by bytes (docs/api.md)."""
+def _first_page(
+    execution: Execution, ts: TimestampFormat
+) -> tuple[list[dict[str, Any]], str, list[Operation]]:
+    """The invocation input's operations, paged by count and by bytes (docs/api.md).
 
+    Also the page's rows. The marker names the page's last position: the next page
+    starts after it (``checkpoint.get_state``), an index range, not an OFFSET.
+    """
     limit = settings.DURABLE_STATE_PAGE_SIZE
     budget = settings.DURABLE_INVOCATION_PAGE_BYTES
     page: list[dict[str, Any]] = []
+    page_rows: list[Operation] = []
     for op in rows(Operation).select(
         "execution_id = %s", [execution.pk], order_by="position", limit=limit + 1
     ):
         size = 256 + sum(len(v or "") for v in (op.input_payload, op.result))
         if len(page) == limit or (page and size > budget):
-            return page, encode_marker(len(page))
+            return page, encode_marker(page_rows[-1].position), page_rows
         budget -= size
         page.append(operation_to_wire(op, ts))
-    return page, ""
+        page_rows.append(op)
+    return page, "", page_rows
+
+
+# Above this much payload the rows are not sent along: the first checkpoint reads them.
+MAX_SHARED_STATE_BYTES = 256 * 1024
+
+
+def _state_to_share(
+    execution: Execution, page_rows: list[Operation], next_marker: str
+) -> tuple[Execution, list[Operation]] | None:
+    if next_marker:
+        return None
+    size = len(execution.input_payload or "") + sum(
+        len(op.input_payload or "") + len(op.result or "") for op in page_rows
+    )
+    return (execution, page_rows) if size <= MAX_SHARED_STATE_BYTES else None
 
 
 @retry_transient

@@ -46,8 +46,9 @@ def _sign(body: str) -> str:
     return hmac.new(key, b"checkpoint-token:" + body.encode(), hashlib.sha256).hexdigest()[:24]
 
 
-def encode_marker(offset: int) -> str:
-    return base64.b64encode(f"ops:{offset}".encode()).decode()
+def encode_marker(number: int) -> str:
+    """A page marker carrying one number (state pages: the last position of the page)."""
+    return base64.b64encode(f"ops:{number}".encode()).decode()
 
 
 def decode_marker(marker: str) -> int:

@@ -11,7 +11,6 @@ checkpoint usually takes the engine's one-statement fast path
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable
 from typing import Any, TypeVar
 
 from aws_durable_execution_sdk_python.exceptions import (
@@ -29,6 +28,7 @@ from executions import tracing
 from executions.engine import checkpoint as checkpoint_service
 from executions.engine.checkpoint_fast import CheckpointCache
 from executions.engine.errors import InvalidCheckpointToken, ServiceError, TooManyRequests
+from executions.engine.invocations import InvocationInput
 from executions.metrics import CheckpointRecorder
 from executions.workers.shared_connection import SharedConnection
 
@@ -44,9 +44,13 @@ class DatabaseServiceClient:
         self._connection = connection
         self.cache: CheckpointCache | None = None
 
-    def begin_invocation(self, operation_ids: Iterable[str], *, complete: bool) -> None:
-        """The invocation about to run was given these operations (``complete``: all of them)."""
-        self.cache = CheckpointCache.for_invocation(operation_ids, complete=complete)
+    def begin_invocation(self, invocation: InvocationInput) -> None:
+        """Start the invocation's cache from what it was given (and the rows, when they came along)."""
+        operation_ids = (op["Id"] for op in invocation.operations)
+        self.cache = CheckpointCache.for_invocation(operation_ids, complete=not invocation.next_marker)
+        if invocation.state is not None:
+            execution, operations = invocation.state
+            self.cache.remember(execution, invocation.token, operations)
 
     def end_invocation(self) -> None:
         self.cache = None

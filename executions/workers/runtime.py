@@ -121,8 +121,7 @@ class HandlerRuntime:
 
     def _run_durable(self, invocation: InvocationInput, limits: FunctionLimits) -> DurableResult:
         deadline = time.monotonic() + limits.timeout_seconds
-        operation_ids = (op["Id"] for op in invocation.operations)
-        self.client.begin_invocation(operation_ids, complete=not invocation.next_marker)
+        self.client.begin_invocation(invocation)
         try:
             handler = load_handler(invocation.handler)
             output = handler(self._event(invocation), _durable_context(invocation, limits, deadline))
