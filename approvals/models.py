@@ -20,6 +20,7 @@ from django.db import models
 from django.db.models import Exists, OuterRef, Q
 
 from executions.models import Execution, ExecutionStatus, Operation
+from executions.vocabulary import OperationStatus
 
 LIVE_EXECUTION_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
@@ -46,7 +47,7 @@ def _still_waiting(now: datetime.datetime, prefix: str = "") -> Q:
     return Q(
         **{
             f"{prefix}expires_at__gt": now,
-            f"{prefix}operation__status": "STARTED",
+            f"{prefix}operation__status": OperationStatus.STARTED,
             f"{prefix}execution__status__in": LIVE_EXECUTION_STATUSES,
         }
     )
@@ -58,9 +59,9 @@ def closed_reason(
     """Why a pending row can no longer be answered, or "" while it can."""
     if operation is None:
         return "The callback no longer exists (the execution was redriven)."
-    if operation.status == "TIMED_OUT":
+    if operation.status == OperationStatus.TIMED_OUT:
         return "The callback timed out."
-    if operation.status != "STARTED":
+    if operation.status != OperationStatus.STARTED:
         return "The callback was completed outside the inbox."
     if execution.status not in LIVE_EXECUTION_STATUSES:
         return f"The execution ended ({execution.status})."

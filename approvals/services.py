@@ -52,6 +52,7 @@ from executions.engine.callback_ids import callback_id_for, hash_callback_id
 from executions.engine.errors import CallbackTimeout, ResourceNotFound
 from executions.live import updates as live
 from executions.models import AuditChannel, Operation
+from executions.vocabulary import OperationStatus, OperationType
 
 DECIDE_ANY = "approvals.decide_any_request"
 MAX_DOCUMENT_BYTES = 256 * 1024
@@ -142,12 +143,12 @@ def _waiting_callback(callback_id: str) -> Operation:
         raise InvalidRequest("callback_id must be the id the SDK passed to the submitter")
     op = (
         Operation.objects.select_related("execution")
-        .filter(callback_id_hash=hash_callback_id(callback_id), type="CALLBACK")
+        .filter(callback_id_hash=hash_callback_id(callback_id), type=OperationType.CALLBACK)
         .first()
     )
     if op is None:
         raise CallbackNotFound("No callback with this id exists on this service.")
-    if op.status != "STARTED" or op.execution.is_terminal:
+    if op.status != OperationStatus.STARTED or op.execution.is_terminal:
         raise RequestExpired("The callback is no longer waiting.")
     return op
 

@@ -34,14 +34,15 @@ from executions.engine import clock
 from executions.engine import effects as dispatch
 from executions.engine.db_retry import retry_transient
 from executions.engine.errors import ResourceConflict, ResourceNotFound, ServiceError
-from executions.models import AuditChannel, BulkJob, BulkJobStatus, Execution, ExecutionStatus
+from executions.models import AuditChannel, BulkJob, BulkJobStatus, Execution
+from executions.vocabulary import ExecutionAction, statuses_allowing
 
 logger = logging.getLogger(__name__)
 
 # Statuses each bulk action can act on; the console narrows its filter scope to them.
+# The statuses each bulk action applies to (executions/vocabulary.py's table).
 ELIGIBLE: dict[str, tuple[str, ...]] = {
-    "stop": (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED),
-    "redrive": (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT),
+    action: statuses_allowing(action) for action in (ExecutionAction.STOP, ExecutionAction.REDRIVE)
 }
 # Targets per transaction: the progress a crash can cost, and how often the heartbeat beats.
 CHUNK = 20
@@ -230,7 +231,7 @@ def _guarded(action: Callable[[], object]) -> Outcome:
 def _stop(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
     if execution is None:
         return "skipped", "execution was deleted"
-    if execution.status not in ELIGIBLE["stop"]:
+    if execution.status not in ELIGIBLE[ExecutionAction.STOP]:
         return "skipped", f"already {execution.status}"
     return _guarded(lambda: operator.stop(actor, execution.arn, job.reason))
 
@@ -238,7 +239,7 @@ def _stop(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
 def _redrive(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
     if execution is None:
         return "skipped", "execution was deleted"
-    if execution.status not in ELIGIBLE["redrive"]:
+    if execution.status not in ELIGIBLE[ExecutionAction.REDRIVE]:
         return "skipped", f"{execution.status}: only FAILED or TIMED_OUT executions can be redriven"
     accept = job.rerun_interrupted
     return _guarded(lambda: operator.redrive(actor, execution.arn, job.reason, rerun_interrupted=accept))

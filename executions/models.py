@@ -16,25 +16,12 @@ from django.db.models import ExpressionWrapper, Q
 
 from executions.queries.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
 
-
-class ExecutionStatus(models.TextChoices):
-    RUNNING = "RUNNING"
-    SUCCEEDED = "SUCCEEDED"
-    FAILED = "FAILED"
-    TIMED_OUT = "TIMED_OUT"
-    STOPPED = "STOPPED"
-    PAUSED = "PAUSED"
-
-
-TERMINAL_EXECUTION_STATUSES = frozenset(
-    {
-        ExecutionStatus.SUCCEEDED,
-        ExecutionStatus.FAILED,
-        ExecutionStatus.TIMED_OUT,
-        ExecutionStatus.STOPPED,
-    }
-)
-
+# The vocabulary's names most callers import from here (re-exported).
+from executions.vocabulary import TERMINAL_EXECUTION_STATUSES as TERMINAL_EXECUTION_STATUSES
+from executions.vocabulary import ExecutionStatus as ExecutionStatus
+from executions.vocabulary import OperationStatus as OperationStatus
+from executions.vocabulary import OperationSubType as OperationSubType
+from executions.vocabulary import OperationType as OperationType
 
 # Lambda's function configuration defaults and bounds (per invocation).
 DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300
@@ -287,9 +274,9 @@ class Operation(models.Model):
     position = models.PositiveIntegerField(help_text="Start order within the execution")
     parent_id = models.CharField(max_length=64, blank=True, default="")
     name = models.CharField(max_length=256, blank=True, default="")
-    type = models.CharField(max_length=16)
-    sub_type = models.CharField(max_length=32, blank=True, default="")
-    status = models.CharField(max_length=16)
+    type = models.CharField(max_length=16, choices=OperationType.choices)
+    sub_type = models.CharField(max_length=32, blank=True, default="", choices=OperationSubType.choices)
+    status = models.CharField(max_length=16, choices=OperationStatus.choices)
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     touched_seq = models.PositiveBigIntegerField(default=0)

@@ -34,8 +34,6 @@ from executions.engine.invocations import (
     lock_execution_by_pk,
 )
 from executions.engine.lifecycle import (
-    OPEN_STATUSES,
-    REDRIVABLE,
     RESET_STATUSES,
     STEP_INTERRUPTED_ERROR_TYPE,
     Redriven,
@@ -62,9 +60,7 @@ from executions.engine.timers import (
 __all__ = [
     "MAX_CHILD_RESULT_BYTES",
     "MAX_INVALID_PENDING",
-    "OPEN_STATUSES",
     "PLAIN_CALL_LOST_MESSAGE",
-    "REDRIVABLE",
     "RESET_STATUSES",
     "STEP_INTERRUPTED_ERROR_TYPE",
     "InvocationInput",

@@ -26,6 +26,7 @@ from django.utils.safestring import SafeString, mark_safe
 from approvals.selectors import decisions_for_operations
 from executions.console.formatting import duration, error_message, payload_size, status_class
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
+from executions.vocabulary import OPEN_OPERATION_STATUSES
 
 # A context with more children than this starts folded (a map over 500 items).
 FOLD_CHILDREN_OVER = 25
@@ -40,7 +41,6 @@ KIND_LABELS = {
     "RunInChildContext": "CHILD CONTEXT",
 }
 TYPE_LABELS = {"CHAINED_INVOKE": "INVOKE", "CONTEXT": "CONTEXT"}
-OPEN_STATUSES = ("STARTED", "PENDING", "READY")
 # The newest invocations the table and the lane show: an execution that waits in a loop
 # is invoked once per wake-up, and thousands of marks would only cost page weight.
 INVOCATIONS_SHOWN = 200
@@ -207,7 +207,7 @@ def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
     rows = []
     for node in nodes:
         op = node.operation
-        op_end = op.ended_at or (end if op.status in OPEN_STATUSES else op.started_at)
+        op_end = op.ended_at or (end if op.status in OPEN_OPERATION_STATUSES else op.started_at)
         left = max(0.0, (op.started_at - start).total_seconds() / span * 100)
         width = max(0.0, (op_end - op.started_at).total_seconds() / span * 100)
         rows.append(
@@ -219,7 +219,7 @@ def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
                 kind=kind_of(op),
                 left=round(min(left, 100.0), 3),
                 width=round(min(width, 100.0 - min(left, 100.0)), 3),
-                open_ended=op.ended_at is None and op.status in OPEN_STATUSES,
+                open_ended=op.ended_at is None and op.status in OPEN_OPERATION_STATUSES,
                 child_execution=data.children.get(op.operation_id),
                 decision=decisions.get(op.pk),
             )

@@ -19,13 +19,14 @@ from executions.engine.rows import rows
 from executions.engine.starts import create_execution
 from executions.engine.transitions import close_execution, next_callback_deadline
 from executions.models import Execution, ExecutionStatus, Function, Operation
+from executions.vocabulary import OperationAction, OperationStatus, OperationType, plain
 
 MAX_CHAINED_INVOKE_BYTES = 1024 * 1024
 
 
 def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[str, Any]) -> None:
     op_type = update["Type"]
-    if op_type == "EXECUTION":
+    if op_type == OperationType.EXECUTION:
         _apply_execution(changes, update)
         return
     op = stored.get(update["Id"])
@@ -38,7 +39,7 @@ def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[
                     "name": update.get("Name") or "",
                     "type": op_type,
                     "sub_type": update.get("SubType") or "",
-                    "status": "STARTED",
+                    "status": OperationStatus.STARTED,
                     "started_at": changes.now,
                 }
             )
@@ -51,15 +52,15 @@ def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[
 
 def _apply_step(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
     action = update["Action"]
-    if action == "START":
-        op.status = "STARTED"
+    if action == OperationAction.START:
+        op.status = OperationStatus.STARTED
         op.error = None
         changes.event("StepStarted", op)
         return
     op.attempt += 1
-    if action == "RETRY":
+    if action == OperationAction.RETRY:
         delay = update["StepOptions"]["NextAttemptDelaySeconds"]
-        op.status = "PENDING"
+        op.status = OperationStatus.PENDING
         op.next_attempt_at = changes.now + datetime.timedelta(seconds=delay)
         op.result = update.get("Payload")
         op.error = update.get("Error")
@@ -73,45 +74,45 @@ def _apply_step(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> No
     op.ended_at = changes.now
     op.next_attempt_at = None
     retry = {"CurrentAttempt": op.attempt}
-    if action == "SUCCEED":
-        op.status = "SUCCEEDED"
+    if action == OperationAction.SUCCEED:
+        op.status = OperationStatus.SUCCEEDED
         op.result = update.get("Payload")
         op.error = None
         changes.event("StepSucceeded", op, Result=wrap_payload(op.result), RetryDetails=retry)
     else:
-        op.status = "FAILED"
+        op.status = OperationStatus.FAILED
         op.error = update.get("Error")
         changes.event("StepFailed", op, Error=wrap_payload(op.error or {}), RetryDetails=retry)
 
 
 def _apply_context(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
     action = update["Action"]
-    if action == "START":
-        op.status = "STARTED"
+    if action == OperationAction.START:
+        op.status = OperationStatus.STARTED
         changes.event("ContextStarted", op)
         return
     op.ended_at = changes.now
     options = update.get("ContextOptions") or {}
     op.replay_children = bool(options.get("ReplayChildren"))
-    if action == "SUCCEED":
-        op.status = "SUCCEEDED"
+    if action == OperationAction.SUCCEED:
+        op.status = OperationStatus.SUCCEEDED
         op.result = update.get("Payload")
         changes.event("ContextSucceeded", op, Result=wrap_payload(op.result))
     else:
-        op.status = "FAILED"
+        op.status = OperationStatus.FAILED
         op.error = update.get("Error")
         changes.event("ContextFailed", op, Error=wrap_payload(op.error or {}))
 
 
 def _apply_wait(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
-    if update["Action"] == "CANCEL":
-        op.status = "CANCELLED"
+    if update["Action"] == OperationAction.CANCEL:
+        op.status = OperationStatus.CANCELLED
         op.ended_at = changes.now
         changes.set_timer(op, None)
         changes.event("WaitCancelled", op)
         return
     seconds = update["WaitOptions"]["WaitSeconds"]
-    op.status = "STARTED"
+    op.status = OperationStatus.STARTED
     op.wait_seconds = seconds
     op.scheduled_end_at = changes.now + datetime.timedelta(seconds=seconds)
     changes.set_timer(op, op.scheduled_end_at)
@@ -122,7 +123,7 @@ def _apply_callback(changes: ChangeSet, op: Operation, update: dict[str, Any]) -
     options = update.get("CallbackOptions") or {}
     timeout = options.get("TimeoutSeconds") or 0
     heartbeat = options.get("HeartbeatTimeoutSeconds") or 0
-    op.status = "STARTED"
+    op.status = OperationStatus.STARTED
     op.callback_seed = callback_ids.new_seed()
     op.callback_id_hash = callback_ids.hash_callback_id(callback_ids.callback_id_for(op.callback_seed))
     op.callback_timeout = timeout
@@ -148,7 +149,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
     payload = update.get("Payload")
     if payload is not None and len(payload.encode()) > MAX_CHAINED_INVOKE_BYTES:
         raise InvalidParameterValue("Chained invoke payload exceeds 1 MiB")
-    op.status = "STARTED"
+    op.status = OperationStatus.STARTED
     op.invoke_function_name = reference
     op.invoke_tenant_id = options.get("TenantId") or ""
     try:
@@ -158,7 +159,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
     except ServiceError as exc:
         # Unresolvable targets fail in this same response and store no input.
         changes.event("ChainedInvokeStarted", op, **_invoke_target(op))
-        op.status = "FAILED"
+        op.status = OperationStatus.FAILED
         op.ended_at = changes.now
         op.error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
         changes.event("ChainedInvokeFailed", op, Error=wrap_payload(op.error))
@@ -212,16 +213,18 @@ def _start_child(
 
 def _apply_execution(changes: ChangeSet, update: dict[str, Any]) -> None:
     """EXECUTION SUCCEED/FAIL closes the execution; it creates no operation."""
-    if update["Action"] == "SUCCEED":
+    if update["Action"] == OperationAction.SUCCEED:
         close_execution(changes, ExecutionStatus.SUCCEEDED, result=update.get("Payload") or "")
     else:
         close_execution(changes, ExecutionStatus.FAILED, error=update.get("Error") or {})
 
 
-APPLIERS = {
-    "STEP": _apply_step,
-    "CONTEXT": _apply_context,
-    "WAIT": _apply_wait,
-    "CALLBACK": _apply_callback,
-    "CHAINED_INVOKE": _apply_chained_invoke,
-}
+APPLIERS = plain(
+    {
+        OperationType.STEP: _apply_step,
+        OperationType.CONTEXT: _apply_context,
+        OperationType.WAIT: _apply_wait,
+        OperationType.CALLBACK: _apply_callback,
+        OperationType.CHAINED_INVOKE: _apply_chained_invoke,
+    }
+)

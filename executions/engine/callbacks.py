@@ -26,6 +26,7 @@ from executions.models import (
     Execution,
     Operation,
 )
+from executions.vocabulary import OperationStatus
 
 # --- callbacks ----------------------------------------------------------------------------
 
@@ -41,7 +42,7 @@ def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
     changes = ChangeSet(execution)
     complete_due_timers(changes)  # a callback past its timeout cannot be completed
     op = changes.modified.get(op.operation_id, op)
-    if op.status != "STARTED" or execution.is_terminal:
+    if op.status != OperationStatus.STARTED or execution.is_terminal:
         raise CallbackTimeout()
     return changes, op
 
@@ -64,7 +65,7 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
         complete_async_operation(
-            changes, op, status="SUCCEEDED", event_prefix="Callback", result=result or None
+            changes, op, status=OperationStatus.SUCCEEDED, event_prefix="Callback", result=result or None
         )
         commit_changes(changes)
 
@@ -81,7 +82,9 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
         _validate_error_object(error)
     with transaction.atomic():
         changes, op = _lock_callback(callback_id)
-        complete_async_operation(changes, op, status="FAILED", event_prefix="Callback", error=error or {})
+        complete_async_operation(
+            changes, op, status=OperationStatus.FAILED, event_prefix="Callback", error=error or {}
+        )
         commit_changes(changes)
 
 

@@ -26,6 +26,7 @@ from executions.models import (
     Execution,
     Operation,
 )
+from executions.vocabulary import OperationStatus, OperationType
 
 # --- plain chained invokes ------------------------------------------------------------------
 #
@@ -55,15 +56,15 @@ def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None
             execution_id=execution_id,
             operation_id=operation_id,
             invoke_dispatch_pending=True,
-            status="STARTED",
+            status=OperationStatus.STARTED,
         ).first()
         if op is None:
             return None
         seconds = _plain_call_seconds(op.invoke_function_name) + settings.DURABLE_LEASE_SECONDS
         expires = clock.now() + datetime.timedelta(seconds=seconds)
-        claimed = Operation.objects.filter(pk=op.pk, invoke_dispatch_pending=True, status="STARTED").update(
-            invoke_dispatch_pending=False, invoke_claim_expires_at=expires
-        )
+        claimed = Operation.objects.filter(
+            pk=op.pk, invoke_dispatch_pending=True, status=OperationStatus.STARTED
+        ).update(invoke_dispatch_pending=False, invoke_claim_expires_at=expires)
         if not claimed:  # another worker claimed it between the read and the update
             return None
         op.invoke_dispatch_pending = False
@@ -99,15 +100,15 @@ def plain_invoke_complete(
         if execution is None or execution.is_terminal:
             return
         op = Operation.objects.filter(execution=execution, operation_id=operation_id).first()
-        if op is None or op.status != "STARTED":
+        if op is None or op.status != OperationStatus.STARTED:
             return
         changes = ChangeSet(execution)
         if error is None and result is not None and len(result.encode()) > MAX_CHILD_RESULT_BYTES:
             error = {"ErrorMessage": "Chained invoke output exceeds 1 MiB"}
         if error is not None:
-            complete_chained_invoke(changes, op, status="FAILED", error=error)
+            complete_chained_invoke(changes, op, status=OperationStatus.FAILED, error=error)
         else:
-            complete_chained_invoke(changes, op, status="SUCCEEDED", result=result)
+            complete_chained_invoke(changes, op, status=OperationStatus.SUCCEEDED, result=result)
         commit_changes(changes)
 
 
@@ -132,15 +133,15 @@ def plain_invoke_recover(execution_id: int, operation_id: str) -> bool:
             "ErrorType": "Runtime.ExitError",
             "ErrorMessage": PLAIN_CALL_LOST_MESSAGE.format(function=op.invoke_function_name),
         }
-        complete_chained_invoke(changes, op, status="FAILED", error=error)
+        complete_chained_invoke(changes, op, status=OperationStatus.FAILED, error=error)
         commit_changes(changes)
         return True
 
 
 def _claim_expired(op: Operation, now: datetime.datetime) -> bool:
     return (
-        op.type == "CHAINED_INVOKE"
-        and op.status == "STARTED"
+        op.type == OperationType.CHAINED_INVOKE
+        and op.status == OperationStatus.STARTED
         and not op.invoke_dispatch_pending
         and op.invoke_claim_expires_at is not None
         and op.invoke_claim_expires_at <= now

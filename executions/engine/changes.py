@@ -17,6 +17,7 @@ from django.db.models import Min
 from executions.engine import clock, observers
 from executions.engine.rows import Statement, execute, rows
 from executions.models import Execution, HistoryEvent, Operation
+from executions.vocabulary import OperationType
 
 OPERATION_UPDATE_FIELDS = [
     "status",
@@ -115,7 +116,7 @@ class ChangeSet:
                 "details": details,
             }
         )
-        if op is not None and op.type != "EXECUTION":
+        if op is not None and op.type != OperationType.EXECUTION:
             event.sub_type = op.sub_type
             event.operation_id = op.operation_id
             event.name = op.name

@@ -48,11 +48,12 @@ from executions.engine.tokens import CheckpointToken
 from executions.engine.validation import StoredOp, validate_batch
 from executions.engine.wire import TimestampFormat, operation_to_wire
 from executions.models import Execution, ExecutionStatus, HistoryEvent, Operation
+from executions.vocabulary import OperationType, plain
 
 M = TypeVar("M", bound=models.Model)
 
 # Operation types whose updates only create or change operations and append events.
-FAST_TYPES = frozenset({"STEP", "CONTEXT", "WAIT"})
+FAST_TYPES = plain(frozenset({OperationType.STEP, OperationType.CONTEXT, OperationType.WAIT}))
 # The execution fields a fast checkpoint may change; any other change goes the locking way.
 COUNTERS = ("change_seq", "seen_seq", "checkpoint_seq", "operation_count", "event_count", "wake_at")
 # The fields that, unchanged since this invocation's last checkpoint, prove nothing else

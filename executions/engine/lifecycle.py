@@ -26,12 +26,14 @@ from executions.engine.transitions import (
     request_invocation,
 )
 from executions.engine.validation import _validate_error_object
-from executions.models import (
+from executions.models import Execution, Function, Operation
+from executions.vocabulary import (
+    OPEN_OPERATION_STATUSES,
+    REDRIVABLE_STATUSES,
     TERMINAL_EXECUTION_STATUSES,
-    Execution,
     ExecutionStatus,
-    Function,
-    Operation,
+    OperationStatus,
+    OperationType,
 )
 
 # --- operator actions -----------------------------------------------------------------------
@@ -120,9 +122,13 @@ def execution_delete(arn: str) -> datetime.datetime:
 
 # --- redrive and re-run ---------------------------------------------------------------------
 
-REDRIVABLE = (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT)
-RESET_STATUSES = ("FAILED", "TIMED_OUT", "STOPPED", "CANCELLED")
-OPEN_STATUSES = ("STARTED", "PENDING", "READY")
+# Operations a redrive resets (and runs again), unless interrupted (see ``is_interrupted``).
+RESET_STATUSES = (
+    OperationStatus.FAILED,
+    OperationStatus.TIMED_OUT,
+    OperationStatus.STOPPED,
+    OperationStatus.CANCELLED,
+)
 # What the SDK checkpoints for an AT_MOST_ONCE step found STARTED on replay whose retry
 # strategy gave up: the fully qualified class name (ErrorObject.from_exception). Matched on
 # the class name alone, so an SDK that writes it unqualified (another language) counts too.
@@ -168,13 +174,13 @@ def is_interrupted(op: Operation) -> bool:
     fails with the "may or may not have run" Runtime.ExitError.
     """
     error = op.error or {}
-    if op.status != "FAILED":
+    if op.status != OperationStatus.FAILED:
         return False
-    if op.type == "STEP":
+    if op.type == OperationType.STEP:
         return str(error.get("ErrorType") or "").rsplit(".", 1)[-1] == _STEP_INTERRUPTED_CLASS
     message = str(error.get("ErrorMessage") or "")
     return (
-        op.type == "CHAINED_INVOKE"
+        op.type == OperationType.CHAINED_INVOKE
         and error.get("ErrorType") == "Runtime.ExitError"
         and message.startswith(_PLAIN_CALL_LOST_HEAD)
         and message.endswith(_PLAIN_CALL_LOST_TAIL)
@@ -183,7 +189,7 @@ def is_interrupted(op: Operation) -> bool:
 
 def redrive_preview(execution: Execution, *, rerun_interrupted: bool = False) -> RedrivePreview:
     """What ``execution_redrive`` would do now, with or without accepting interrupted operations."""
-    ops = [op for op in Operation.objects.filter(execution=execution) if op.type != "EXECUTION"]
+    ops = [op for op in Operation.objects.filter(execution=execution) if op.type != OperationType.EXECUTION]
     return _redrive_plan(ops, rerun_interrupted)
 
 
@@ -200,8 +206,8 @@ def redrive_interrupted_operations(
     for start in range(0, len(execution_ids), chunk):
         failed = Operation.objects.filter(
             execution_id__in=execution_ids[start : start + chunk],
-            status="FAILED",
-            type__in=("STEP", "CHAINED_INVOKE"),
+            status=OperationStatus.FAILED,
+            type__in=(OperationType.STEP, OperationType.CHAINED_INVOKE),
         ).only(*fields)
         for op in failed:
             if is_interrupted(op):
@@ -215,9 +221,9 @@ def _redrive_plan(ops: list[Operation], rerun_interrupted: bool) -> RedrivePrevi
     kept = [op for op in ops if op.operation_id not in reset_ids and not is_interrupted(op)]
     return RedrivePreview(
         rerun=[op for op in ops if op.operation_id in reset_ids],
-        replayed=[op for op in kept if op.status not in OPEN_STATUSES],
+        replayed=[op for op in kept if op.status not in OPEN_OPERATION_STATUSES],
         interrupted=interrupted,
-        resumed=[op for op in kept if op.status in OPEN_STATUSES],
+        resumed=[op for op in kept if op.status in OPEN_OPERATION_STATUSES],
         rerun_interrupted=rerun_interrupted,
     )
 
@@ -262,9 +268,11 @@ def execution_redrive_planned(arn: str, *, rerun_interrupted: bool = False) -> R
     """``execution_redrive``, also returning the plan it followed (decided under the row lock)."""
     with transaction.atomic():
         execution = lock_execution(arn)
-        if execution.status not in REDRIVABLE:
+        if execution.status not in REDRIVABLE_STATUSES:
             raise ResourceConflict(f"Only FAILED or TIMED_OUT executions can be redriven: {execution.status}")
-        ops = [op for op in Operation.objects.filter(execution=execution) if op.type != "EXECUTION"]
+        ops = [
+            op for op in Operation.objects.filter(execution=execution) if op.type != OperationType.EXECUTION
+        ]
         plan = _redrive_plan(ops, rerun_interrupted)
         reset_ids = [op.operation_id for op in plan.rerun]
         Operation.objects.filter(execution=execution, operation_id__in=reset_ids).delete()
@@ -281,7 +289,7 @@ def execution_redrive_planned(arn: str, *, rerun_interrupted: bool = False) -> R
         execution_op = rows(Operation).select(
             "execution_id = %s AND operation_id = %s", [execution.pk, execution.invocation_id]
         )[0]
-        execution_op.status = "STARTED"
+        execution_op.status = OperationStatus.STARTED
         execution_op.ended_at = None
         changes.touch(execution_op)
         request_invocation(changes)

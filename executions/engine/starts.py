@@ -19,6 +19,7 @@ from executions.engine.functions import function_resolve, handler_for_version
 from executions.engine.rows import rows
 from executions.engine.transitions import commit_changes, request_invocation
 from executions.models import Execution, ExecutionStatus, Function, Operation
+from executions.vocabulary import OperationStatus, OperationType
 
 EXECUTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 MAX_INPUT_BYTES = 6 * 1024 * 1024
@@ -155,8 +156,8 @@ def create_execution(
             {
                 "operation_id": invocation_id,
                 "name": name,
-                "type": "EXECUTION",
-                "status": "STARTED",
+                "type": OperationType.EXECUTION,
+                "status": OperationStatus.STARTED,
                 "started_at": now,
                 "input_payload": payload,
             }

@@ -14,6 +14,7 @@ from executions.engine import effects as dispatch
 from executions.engine.changes import ChangeSet, epoch, wrap_payload
 from executions.engine.rows import rows
 from executions.models import Execution, ExecutionStatus, Operation
+from executions.vocabulary import OperationStatus, OperationType
 
 CALLBACK_TIMEOUT_ERROR = {"ErrorType": "Callback.Timeout", "ErrorMessage": "Callback timed out"}
 CALLBACK_HEARTBEAT_ERROR = {
@@ -21,6 +22,14 @@ CALLBACK_HEARTBEAT_ERROR = {
     "ErrorMessage": "Callback timed out on heartbeat",
 }
 CHAINED_INVOKE_FAILED_ERROR = {"ErrorMessage": "Chained invoke failed."}
+
+# The history event an outside completion writes: its prefix ("Callback", "ChainedInvoke") + this.
+_EVENT_SUFFIX: dict[str, str] = {
+    OperationStatus.SUCCEEDED: "Succeeded",
+    OperationStatus.FAILED: "Failed",
+    OperationStatus.TIMED_OUT: "TimedOut",
+    OperationStatus.STOPPED: "Stopped",
+}
 
 
 def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = None) -> None:
@@ -168,21 +177,31 @@ TIMER_EXECUTION_FIELDS = (
 
 def fire_operation_timer(changes: ChangeSet, op: Operation) -> bool:
     now = changes.now
-    if op.type == "WAIT" and op.status == "STARTED" and op.scheduled_end_at and op.scheduled_end_at <= now:
-        op.status = "SUCCEEDED"
+    if (
+        op.type == OperationType.WAIT
+        and op.status == OperationStatus.STARTED
+        and op.scheduled_end_at
+        and op.scheduled_end_at <= now
+    ):
+        op.status = OperationStatus.SUCCEEDED
         op.ended_at = now
         changes.set_timer(op, None)
         changes.touch(op, by_service=True)
         changes.event("WaitSucceeded", op, Duration=op.wait_seconds)
         return True
-    if op.type == "STEP" and op.status == "PENDING" and op.next_attempt_at and op.next_attempt_at <= now:
+    if (
+        op.type == OperationType.STEP
+        and op.status == OperationStatus.PENDING
+        and op.next_attempt_at
+        and op.next_attempt_at <= now
+    ):
         # PENDING becomes READY silently: the SDK sends START for the next attempt.
-        op.status = "READY"
+        op.status = OperationStatus.READY
         op.next_attempt_at = None
         changes.set_timer(op, None)
         changes.touch(op, by_service=True)
         return True
-    if op.type == "CALLBACK" and op.status == "STARTED":
+    if op.type == OperationType.CALLBACK and op.status == OperationStatus.STARTED:
         if op.callback_timeout_at and op.callback_timeout_at <= now:
             time_out_callback(changes, op, CALLBACK_TIMEOUT_ERROR)
             return True
@@ -190,13 +209,13 @@ def fire_operation_timer(changes: ChangeSet, op: Operation) -> bool:
             time_out_callback(changes, op, CALLBACK_HEARTBEAT_ERROR)
             return True
     # Not due after all (a heartbeat moved the deadline): re-arm without a visible change.
-    changes.set_timer(op, next_callback_deadline(op) if op.status == "STARTED" else None)
+    changes.set_timer(op, next_callback_deadline(op) if op.status == OperationStatus.STARTED else None)
     changes.save_quietly(op)
     return False
 
 
 def time_out_callback(changes: ChangeSet, op: Operation, error: dict[str, str]) -> None:
-    op.status = "TIMED_OUT"
+    op.status = OperationStatus.TIMED_OUT
     op.error = dict(error)
     op.ended_at = changes.now
     changes.set_timer(op, None)
@@ -240,11 +259,10 @@ def complete_async_operation(
     op.invoke_dispatch_pending = False
     changes.set_timer(op, None)
     changes.touch(op, by_service=True)
-    suffix = {"SUCCEEDED": "Succeeded", "FAILED": "Failed", "TIMED_OUT": "TimedOut", "STOPPED": "Stopped"}
-    if status == "SUCCEEDED":
-        changes.event(event_prefix + suffix[status], op, Result=wrap_payload(result))
+    if status == OperationStatus.SUCCEEDED:
+        changes.event(event_prefix + _EVENT_SUFFIX[status], op, Result=wrap_payload(result))
     else:
-        changes.event(event_prefix + suffix[status], op, Error=wrap_payload(error or {}))
+        changes.event(event_prefix + _EVENT_SUFFIX[status], op, Error=wrap_payload(error or {}))
     request_invocation(changes)
 
 
@@ -257,7 +275,7 @@ def complete_chained_invoke(
     error: dict[str, Any] | None = None,
 ) -> None:
     """Record a chained invoke's outcome on the caller's operation and re-invoke it."""
-    if op.status == "STARTED":
+    if op.status == OperationStatus.STARTED:
         complete_async_operation(
             changes, op, status=status, event_prefix="ChainedInvoke", result=result, error=error
         )
@@ -266,12 +284,12 @@ def complete_chained_invoke(
 def child_outcome_for_parent(child: Execution) -> dict[str, Any]:
     """The parent's CHAINED_INVOKE outcome for a terminal child execution."""
     if child.status == ExecutionStatus.SUCCEEDED:
-        return {"status": "SUCCEEDED", "result": child.result}
+        return {"status": OperationStatus.SUCCEEDED, "result": child.result}
     if child.status == ExecutionStatus.TIMED_OUT:
-        return {"status": "TIMED_OUT", "error": child.error}
+        return {"status": OperationStatus.TIMED_OUT, "error": child.error}
     if child.status == ExecutionStatus.STOPPED:
-        return {"status": "STOPPED", "error": child.error}
-    return {"status": "FAILED", "error": child.error or dict(CHAINED_INVOKE_FAILED_ERROR)}
+        return {"status": OperationStatus.STOPPED, "error": child.error}
+    return {"status": OperationStatus.FAILED, "error": child.error or dict(CHAINED_INVOKE_FAILED_ERROR)}
 
 
 def invocation_completed_event(
@@ -313,7 +331,7 @@ def notify_parent(child: Execution) -> None:
     if parent is None or parent.is_terminal:
         return
     op = Operation.objects.filter(execution=parent, operation_id=child.parent_operation_id).first()
-    if op is None or op.status != "STARTED":
+    if op is None or op.status != OperationStatus.STARTED:
         return
     parent_changes = ChangeSet(parent)
     complete_chained_invoke(parent_changes, op, **child_outcome_for_parent(child))

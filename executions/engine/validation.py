@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from executions.engine.errors import InvalidParameterValue
+from executions.vocabulary import OperationAction, OperationStatus, OperationType, plain
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
@@ -26,44 +27,71 @@ MAX_WAIT_SECONDS = 31_622_400
 MAX_CALLBACK_SECONDS = 99_999_999
 MAX_UPDATES_PER_BATCH = 250 * 4  # the SDK sends ≤250; leave room for other clients
 
-TYPES = frozenset({"EXECUTION", "CONTEXT", "STEP", "WAIT", "CALLBACK", "CHAINED_INVOKE"})
-ACTIONS_BY_TYPE: Mapping[str, frozenset[str]] = {
-    "STEP": frozenset({"START", "SUCCEED", "FAIL", "RETRY"}),
-    "CONTEXT": frozenset({"START", "SUCCEED", "FAIL"}),
-    "WAIT": frozenset({"START", "CANCEL"}),
-    "CALLBACK": frozenset({"START"}),
-    "CHAINED_INVOKE": frozenset({"START"}),
-    "EXECUTION": frozenset({"SUCCEED", "FAIL"}),
-}
+TYPES = plain(
+    frozenset(
+        {
+            OperationType.EXECUTION,
+            OperationType.CONTEXT,
+            OperationType.STEP,
+            OperationType.WAIT,
+            OperationType.CALLBACK,
+            OperationType.CHAINED_INVOKE,
+        }
+    )
+)
+ACTIONS_BY_TYPE: Mapping[str, frozenset[str]] = plain(
+    {
+        OperationType.STEP: frozenset(
+            {OperationAction.START, OperationAction.SUCCEED, OperationAction.FAIL, OperationAction.RETRY}
+        ),
+        OperationType.CONTEXT: frozenset(
+            {OperationAction.START, OperationAction.SUCCEED, OperationAction.FAIL}
+        ),
+        OperationType.WAIT: frozenset({OperationAction.START, OperationAction.CANCEL}),
+        OperationType.CALLBACK: frozenset({OperationAction.START}),
+        OperationType.CHAINED_INVOKE: frozenset({OperationAction.START}),
+        OperationType.EXECUTION: frozenset({OperationAction.SUCCEED, OperationAction.FAIL}),
+    }
+)
 ERROR_STRING_FIELDS = ("ErrorMessage", "ErrorType", "ErrorData")
 
 # What a status must be (None = the op does not exist yet) for an action to apply.
-ALLOWED_FROM: Mapping[tuple[str, str], frozenset[str | None]] = {
-    ("STEP", "START"): frozenset({None, "READY"}),
-    ("STEP", "SUCCEED"): frozenset({None, "STARTED", "READY"}),
-    ("STEP", "FAIL"): frozenset({None, "STARTED", "READY"}),
-    ("STEP", "RETRY"): frozenset({None, "STARTED", "READY"}),
-    ("CONTEXT", "START"): frozenset({None}),
-    ("CONTEXT", "SUCCEED"): frozenset({None, "STARTED"}),
-    ("CONTEXT", "FAIL"): frozenset({None, "STARTED"}),
-    ("WAIT", "START"): frozenset({None}),
-    ("WAIT", "CANCEL"): frozenset({"STARTED"}),
-    ("CALLBACK", "START"): frozenset({None}),
-    ("CHAINED_INVOKE", "START"): frozenset({None}),
-}
-RESULTING_STATUS: Mapping[tuple[str, str], str] = {
-    ("STEP", "START"): "STARTED",
-    ("STEP", "SUCCEED"): "SUCCEEDED",
-    ("STEP", "FAIL"): "FAILED",
-    ("STEP", "RETRY"): "PENDING",
-    ("CONTEXT", "START"): "STARTED",
-    ("CONTEXT", "SUCCEED"): "SUCCEEDED",
-    ("CONTEXT", "FAIL"): "FAILED",
-    ("WAIT", "START"): "STARTED",
-    ("WAIT", "CANCEL"): "CANCELLED",
-    ("CALLBACK", "START"): "STARTED",
-    ("CHAINED_INVOKE", "START"): "STARTED",
-}
+ALLOWED_FROM: Mapping[tuple[str, str], frozenset[str | None]] = plain(
+    {
+        (OperationType.STEP, OperationAction.START): frozenset({None, OperationStatus.READY}),
+        (OperationType.STEP, OperationAction.SUCCEED): frozenset(
+            {None, OperationStatus.STARTED, OperationStatus.READY}
+        ),
+        (OperationType.STEP, OperationAction.FAIL): frozenset(
+            {None, OperationStatus.STARTED, OperationStatus.READY}
+        ),
+        (OperationType.STEP, OperationAction.RETRY): frozenset(
+            {None, OperationStatus.STARTED, OperationStatus.READY}
+        ),
+        (OperationType.CONTEXT, OperationAction.START): frozenset({None}),
+        (OperationType.CONTEXT, OperationAction.SUCCEED): frozenset({None, OperationStatus.STARTED}),
+        (OperationType.CONTEXT, OperationAction.FAIL): frozenset({None, OperationStatus.STARTED}),
+        (OperationType.WAIT, OperationAction.START): frozenset({None}),
+        (OperationType.WAIT, OperationAction.CANCEL): frozenset({OperationStatus.STARTED}),
+        (OperationType.CALLBACK, OperationAction.START): frozenset({None}),
+        (OperationType.CHAINED_INVOKE, OperationAction.START): frozenset({None}),
+    }
+)
+RESULTING_STATUS: Mapping[tuple[str, str], str] = plain(
+    {
+        (OperationType.STEP, OperationAction.START): OperationStatus.STARTED,
+        (OperationType.STEP, OperationAction.SUCCEED): OperationStatus.SUCCEEDED,
+        (OperationType.STEP, OperationAction.FAIL): OperationStatus.FAILED,
+        (OperationType.STEP, OperationAction.RETRY): OperationStatus.PENDING,
+        (OperationType.CONTEXT, OperationAction.START): OperationStatus.STARTED,
+        (OperationType.CONTEXT, OperationAction.SUCCEED): OperationStatus.SUCCEEDED,
+        (OperationType.CONTEXT, OperationAction.FAIL): OperationStatus.FAILED,
+        (OperationType.WAIT, OperationAction.START): OperationStatus.STARTED,
+        (OperationType.WAIT, OperationAction.CANCEL): OperationStatus.CANCELLED,
+        (OperationType.CALLBACK, OperationAction.START): OperationStatus.STARTED,
+        (OperationType.CHAINED_INVOKE, OperationAction.START): OperationStatus.STARTED,
+    }
+)
 
 
 class StoredOp:
@@ -93,8 +121,8 @@ def validate_batch(updates: Sequence[Any], stored: Mapping[str, StoredOp]) -> No
     seen_in_batch: dict[str, str] = {}
     for update in updates:
         op_id, op_type, action = update["Id"], update["Type"], update["Action"]
-        if op_type == "EXECUTION":
-            _validate_outcome_fields(update, "EXECUTION")
+        if op_type == OperationType.EXECUTION:
+            _validate_outcome_fields(update, OperationType.EXECUTION)
             continue
         _validate_duplicate(update, seen_in_batch)
         _validate_parent(update, types, projected)
@@ -124,7 +152,11 @@ def _validate_shape(update: Any) -> None:
     payload = update.get("Payload")
     if payload is not None and not isinstance(payload, str):
         raise InvalidParameterValue("Payload must be a string")
-    if payload is not None and op_type != "EXECUTION" and len(payload.encode()) > MAX_PAYLOAD_BYTES:
+    if (
+        payload is not None
+        and op_type != OperationType.EXECUTION
+        and len(payload.encode()) > MAX_PAYLOAD_BYTES
+    ):
         raise InvalidParameterValue(f"Payload of operation {op_id} exceeds {MAX_PAYLOAD_BYTES} bytes")
     if "Error" in update and update["Error"] is not None:
         _validate_error_object(update["Error"])
@@ -157,7 +189,7 @@ def _validate_error_object(error: Any) -> None:
 
 
 def _validate_execution_update_last(updates: Sequence[dict[str, Any]]) -> None:
-    positions = [i for i, update in enumerate(updates) if update["Type"] == "EXECUTION"]
+    positions = [i for i, update in enumerate(updates) if update["Type"] == OperationType.EXECUTION]
     if len(positions) > 1:
         raise InvalidParameterValue("Cannot checkpoint multiple EXECUTION updates")
     if positions and positions[0] != len(updates) - 1:
@@ -169,9 +201,9 @@ def _validate_duplicate(update: dict[str, Any], seen_in_batch: Mapping[str, str]
     if op_id not in seen_in_batch:
         return
     allowed = (
-        update["Type"] in {"STEP", "CONTEXT"}
-        and seen_in_batch[op_id] == "START"
-        and update["Action"] != "START"
+        update["Type"] in {OperationType.STEP, OperationType.CONTEXT}
+        and seen_in_batch[op_id] == OperationAction.START
+        and update["Action"] != OperationAction.START
     )
     if not allowed:
         raise InvalidParameterValue(f"Cannot update the same operation twice: {op_id}")
@@ -181,7 +213,7 @@ def _validate_parent(update: dict[str, Any], types: Mapping[str, str], projected
     parent_id = update.get("ParentId")
     if parent_id is None:
         return
-    if types.get(parent_id) != "CONTEXT" or parent_id not in projected:
+    if types.get(parent_id) != OperationType.CONTEXT or parent_id not in projected:
         raise InvalidParameterValue(f"Invalid parent operation id: {parent_id}")
 
 
@@ -214,30 +246,30 @@ def _validate_outcome_fields(update: dict[str, Any], op_type: str) -> None:
     action = update["Action"]
     has_payload = update.get("Payload") is not None
     has_error = update.get("Error") is not None
-    if action == "FAIL" and has_payload:
+    if action == OperationAction.FAIL and has_payload:
         raise InvalidParameterValue(f"Cannot provide a Payload for a {op_type} FAIL")
-    if action == "SUCCEED" and has_error:
+    if action == OperationAction.SUCCEED and has_error:
         raise InvalidParameterValue(f"Cannot provide an Error for a {op_type} SUCCEED")
-    if action == "RETRY" and has_payload and has_error:
+    if action == OperationAction.RETRY and has_payload and has_error:
         raise InvalidParameterValue("Cannot provide both Error and Payload for a STEP RETRY")
 
 
 def _validate_options(update: dict[str, Any]) -> None:
     op_type, action = update["Type"], update["Action"]
-    if op_type == "STEP" and action == "RETRY":
+    if op_type == OperationType.STEP and action == OperationAction.RETRY:
         delay = _options(update, "StepOptions").get("NextAttemptDelaySeconds")
         _require_int("StepOptions.NextAttemptDelaySeconds", delay, 1, MAX_WAIT_SECONDS)
-    elif op_type == "WAIT" and action == "START":
+    elif op_type == OperationType.WAIT and action == OperationAction.START:
         seconds = _options(update, "WaitOptions").get("WaitSeconds")
         _require_int("WaitOptions.WaitSeconds", seconds, 1, MAX_WAIT_SECONDS)
-    elif op_type == "CALLBACK":
+    elif op_type == OperationType.CALLBACK:
         options = update.get("CallbackOptions") or {}
         if not isinstance(options, dict):
             raise InvalidParameterValue("CallbackOptions must be an object")
         for key in ("TimeoutSeconds", "HeartbeatTimeoutSeconds"):
             if options.get(key) is not None:
                 _require_int(f"CallbackOptions.{key}", options[key], 0, MAX_CALLBACK_SECONDS)
-    elif op_type == "CHAINED_INVOKE":
+    elif op_type == OperationType.CHAINED_INVOKE:
         options = _options(update, "ChainedInvokeOptions")
         name = options.get("FunctionName")
         if not isinstance(name, str) or not 1 <= len(name) <= 256:
@@ -245,7 +277,7 @@ def _validate_options(update: dict[str, Any]) -> None:
         tenant = options.get("TenantId")
         if tenant is not None and (not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant)):
             raise InvalidParameterValue(f"Invalid TenantId: {tenant!r}")
-    elif op_type == "CONTEXT":
+    elif op_type == OperationType.CONTEXT:
         options = update.get("ContextOptions") or {}
         if not isinstance(options, dict):
             raise InvalidParameterValue("ContextOptions must be an object")

@@ -13,6 +13,7 @@ from typing import Any
 
 from executions.engine.callback_ids import callback_id_for
 from executions.models import HistoryEvent, Operation
+from executions.vocabulary import OperationType
 
 TimestampFormat = Callable[[datetime.datetime], Any]
 
@@ -47,28 +48,28 @@ def operation_to_wire(op: Operation, ts: TimestampFormat = as_datetime) -> dict[
 
 
 def _details(op: Operation, ts: TimestampFormat) -> tuple[str, dict[str, Any]]:
-    if op.type == "EXECUTION":
+    if op.type == OperationType.EXECUTION:
         return "ExecutionDetails", {"InputPayload": op.input_payload or ""}
-    if op.type == "STEP":
+    if op.type == OperationType.STEP:
         step: dict[str, Any] = {"Attempt": op.attempt}
         if op.next_attempt_at:
             step["NextAttemptTimestamp"] = ts(op.next_attempt_at)
         _put_outcome(step, op)
         return "StepDetails", step
-    if op.type == "WAIT":
+    if op.type == OperationType.WAIT:
         wait = {"ScheduledEndTimestamp": ts(op.scheduled_end_at)} if op.scheduled_end_at else {}
         return "WaitDetails", wait
-    if op.type == "CALLBACK":
+    if op.type == OperationType.CALLBACK:
         callback: dict[str, Any] = {"CallbackId": callback_id_for(op.callback_seed)}
         _put_outcome(callback, op)
         return "CallbackDetails", callback
-    if op.type == "CONTEXT":
+    if op.type == OperationType.CONTEXT:
         context: dict[str, Any] = {}
         _put_outcome(context, op)
         if op.replay_children:
             context["ReplayChildren"] = True
         return "ContextDetails", context
-    if op.type == "CHAINED_INVOKE":
+    if op.type == OperationType.CHAINED_INVOKE:
         invoke: dict[str, Any] = {}
         _put_outcome(invoke, op)
         return "ChainedInvokeDetails", invoke

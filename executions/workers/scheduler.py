@@ -44,6 +44,7 @@ from executions.engine import clock
 from executions.engine import effects as dispatch
 from executions.engine.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -56,7 +57,6 @@ TIMER_PAUSE_SECONDS = 0.1
 PURGE_EVERY_SECONDS = 60.0
 # The first re-send of a hint nobody acted on; later ones back off (see _hint_again).
 REDISPATCH_AFTER = datetime.timedelta(seconds=5)
-ACTIVE = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
 
 
 def tick() -> int:
@@ -94,7 +94,7 @@ def _expire_leases(now: datetime.datetime) -> int:
 
 @retry_transient
 def _expired_lease_ids(now: datetime.datetime) -> list[int]:
-    expired = Execution.objects.filter(lease_expires_at__lt=now, status__in=ACTIVE)
+    expired = Execution.objects.filter(lease_expires_at__lt=now, status__in=ACTIVE_EXECUTION_STATUSES)
     return list(expired.values_list("pk", flat=True)[:BATCH])
 
 
@@ -121,7 +121,7 @@ def _expired_plain_claims(now: datetime.datetime) -> list[tuple[int, str]]:
         type="CHAINED_INVOKE",
         status="STARTED",
         invoke_claim_expires_at__lte=now,
-        execution__status__in=ACTIVE,
+        execution__status__in=ACTIVE_EXECUTION_STATUSES,
     )
     return list(expired.values_list("execution_id", "operation_id")[:BATCH])
 

@@ -39,6 +39,7 @@ from executions.console.permissions import (
 from executions.engine.callback_ids import callback_id_for
 from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
+from executions.vocabulary import REDRIVABLE_STATUSES, OperationType
 
 
 def _performed(
@@ -84,7 +85,7 @@ def execution_redrive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         reason, accept = form.cleaned_data["reason"], form.cleaned_data["rerun_interrupted"]
         if _performed(request, form, note, operator.redrive, execution.arn, reason, rerun_interrupted=accept):
             return redirect("console:execution-detail", pk=execution.pk)
-    preview = services.redrive_preview(execution) if execution.status in services.REDRIVABLE else None
+    preview = services.redrive_preview(execution) if execution.status in REDRIVABLE_STATUSES else None
     return _action_page(request, execution, "redrive", form, preview=preview)
 
 
@@ -144,7 +145,8 @@ def callback_complete(request: HtmxHttpRequest, pk: int, operation_id: str) -> H
 
 
 def _callback_operation(execution: Execution, operation_id: str) -> Operation:
-    op = Operation.objects.filter(execution=execution, operation_id=operation_id, type="CALLBACK").first()
+    callbacks = Operation.objects.filter(type=OperationType.CALLBACK)
+    op = callbacks.filter(execution=execution, operation_id=operation_id).first()
     if op is None:
         raise Http404("No such callback")
     return op

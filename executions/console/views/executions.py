@@ -22,9 +22,10 @@ from executions.console.permissions import (
 )
 from executions.console.timeline import RowLinks, build_timeline, history_page, rows_html
 from executions.engine import clock
-from executions.models import TERMINAL_EXECUTION_STATUSES, Execution, ExecutionStatus
+from executions.models import Execution
 from executions.queries import cache as console_cache
 from executions.queries import console as cq
+from executions.vocabulary import ExecutionAction, OperationStatus, OperationType, allows
 
 PAGE_SIZE = 50
 DOWNLOADABLE = ("input", "result", "error")
@@ -138,22 +139,19 @@ def _detail_context(request: HtmxHttpRequest, execution: Execution) -> dict[str,
 
 
 def _is_pending_callback(op: Any) -> bool:
-    return op.type == "CALLBACK" and op.status == "STARTED"
+    return op.type == OperationType.CALLBACK and op.status == OperationStatus.STARTED
 
 
 def _available_actions(execution: Execution) -> set[str]:
     """Which operator actions the execution's state allows (the services check again)."""
-    status = execution.status
-    actions = {"rerun"}
-    if status not in TERMINAL_EXECUTION_STATUSES:
-        actions.add("stop")
-    if status == ExecutionStatus.RUNNING:
-        actions.add("pause")
-    if status == ExecutionStatus.PAUSED:
-        actions.add("resume")
-    if status in (ExecutionStatus.FAILED, ExecutionStatus.TIMED_OUT):
-        actions.add("redrive")
-    return actions
+    offered = (
+        ExecutionAction.RERUN,
+        ExecutionAction.STOP,
+        ExecutionAction.PAUSE,
+        ExecutionAction.RESUME,
+        ExecutionAction.REDRIVE,
+    )
+    return {str(action) for action in offered if allows(execution.status, action)}
 
 
 @require_GET

@@ -24,7 +24,7 @@ from executions.api import access_keys
 from executions.audit import Actor
 from executions.engine.errors import ServiceError
 from executions.engine.functions import parse_environment_lines
-from executions.models import Execution, Function, Operation
+from executions.models import Execution, ExecutionStatus, Function, Operation
 from executions.queries import selectors
 
 Handler = Callable[[argparse.Namespace], Any]
@@ -221,7 +221,7 @@ class Command(BaseCommand):
         execution = _wait_for_end(started.execution.pk, options.wait)
         outcome = {"Status": execution.status, "Result": execution.result, "Error": execution.error}
         self.stdout.write(json.dumps(outcome))
-        if execution.status != "SUCCEEDED":
+        if execution.status != ExecutionStatus.SUCCEEDED:
             sys.exit(1)
 
     def describe(self, options: argparse.Namespace) -> None:
