@@ -285,7 +285,7 @@ def test_plain_calls_are_always_hinted() -> None:
     sink = QueueSink([("wake", n) for n in range(dispatch.HINT_BACKLOG)])
     dispatch.set_local_sink(sink)
     try:
-        dispatch.send([("wake", 100), ("plain_invoke", (100, "op")), ("wake", 101)])
+        dispatch.send([dispatch.Wake(100), dispatch.PlainInvoke(100, "op"), dispatch.Wake(101)])
     finally:
         dispatch.set_local_sink(None)
     assert sink.items[dispatch.HINT_BACKLOG :] == [("plain_invoke", (100, "op"))]

@@ -13,6 +13,7 @@ from typing import Any
 
 from executions.engine import callback_ids
 from executions.engine.changes import ChangeSet, epoch, wrap_payload
+from executions.engine.effects import PlainInvoke
 from executions.engine.errors import InvalidParameterValue, ResourceNotFound, ServiceError
 from executions.engine.functions import function_resolve
 from executions.engine.rows import rows
@@ -175,7 +176,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
         details["DurableExecutionArn"] = child.arn
     else:
         op.invoke_dispatch_pending = True
-        changes.after_commit.append(("plain_invoke", (changes.execution.pk, op.operation_id)))
+        changes.after_commit.append(PlainInvoke(changes.execution.pk, op.operation_id))
     changes.event("ChainedInvokeStarted", op, **details)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from django.db.models import Min
 
 from executions.engine import clock, observers
+from executions.engine.effects import Effect
 from executions.engine.rows import Statement, execute, rows
 from executions.models import Execution, HistoryEvent, Operation
 from executions.vocabulary import OperationType
@@ -57,7 +58,11 @@ class ChangeSet:
         self.events: list[HistoryEvent] = []
         self.recompute_wake = False
         self.new_timers: list[datetime.datetime] = []
-        self.after_commit: list[Any] = []
+        # Hints and pushes sent once the transaction commits (engine/effects.py).
+        self.after_commit: list[Effect] = []
+        # This execution closed and has a parent waiting on it: ``commit_changes`` completes the
+        # parent's CHAINED_INVOKE in this same transaction (transitions.py says why).
+        self.complete_parent_in_transaction = False
         # Other rows written with this change set, in the same round trip.
         self.extra_writes: list[Statement] = []
 

@@ -128,7 +128,7 @@ def try_checkpoint(
         return None
     cache.remember(plan.execution, response.get("CheckpointToken", ""), plan.changes.pending_operations())
     cache.fast_checkpoints += 1
-    dispatch.send([("changed", plan.execution.pk)])
+    dispatch.send([dispatch.Changed(plan.execution.pk)])
     return response
 
 
@@ -158,7 +158,12 @@ def _plan(cache: CheckpointCache, arn: str, token: str, updates: Any) -> _Plan:
         raise NotFast from exc  # the locking path gives the answer from the database's state
     for update in updates:
         apply_update(changes, stored, update)
-    if changes.after_commit or changes.extra_writes or changes.recompute_wake:
+    if (
+        changes.after_commit
+        or changes.complete_parent_in_transaction
+        or changes.extra_writes
+        or changes.recompute_wake
+    ):
         raise NotFast
     execution.seen_seq = execution.change_seq
     execution.checkpoint_seq += 1
@@ -244,7 +249,7 @@ def _write(plan: _Plan, response: dict[str, Any]) -> bool:
     sql, params = _statement(plan)
     execution = plan.execution
     committed = partial(_advanced, execution.pk, execution.invocation_count, execution.checkpoint_seq)
-    hooks: list[Callable[[], object]] = [partial(dispatch.send, [("changed", execution.pk)])]
+    hooks: list[Callable[[], object]] = [partial(dispatch.send, [dispatch.Changed(execution.pk)])]
     with db_retry.if_autocommit_lost(response, committed, hooks):
         (count,) = execute_one(sql, params)
     return bool(count)

@@ -18,13 +18,37 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Protocol
 
 from django.db import transaction
 
 logger = logging.getLogger(__name__)
 
-Effect = tuple[str, Any]
+
+@dataclass(frozen=True, slots=True)
+class Wake:
+    """Hint: the execution's next invocation is due (capped by ``HINT_BACKLOG``)."""
+
+    execution_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class PlainInvoke:
+    """Hint: call the plain function a CHAINED_INVOKE operation names (always sent)."""
+
+    execution_id: int
+    operation_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Changed:
+    """The execution changed: the live layer's listeners push it to watchers."""
+
+    execution_id: int
+
+
+Effect = Wake | PlainInvoke | Changed
 
 
 class WorkSink(Protocol):
@@ -95,17 +119,17 @@ def after_commit(effects: Iterable[Effect]) -> None:
 
 def send(effects: Iterable[Effect]) -> None:
     pending = list(dict.fromkeys(effects))
-    wakes = sum(1 for kind, _ in pending if kind == "wake")
+    wakes = sum(1 for effect in pending if isinstance(effect, Wake))
     budget = wakes if not wakes else min(wakes, max(0, HINT_BACKLOG - (waiting() or 0)))
-    for kind, target in pending:
-        if kind == "wake":
+    for effect in pending:
+        if isinstance(effect, Wake):
             if budget <= 0:
                 continue  # enough messages wait already: their claim loops will find it
             budget -= 1
         try:
-            _send_one(kind, target)
+            _send_one(effect)
         except Exception:  # a lost hint is recovered by the scheduler's next sweep
-            logger.warning("wake-up hint %s %s not delivered", kind, target, exc_info=True)
+            logger.warning("wake-up hint %s not delivered", effect, exc_info=True)
 
 
 def waiting() -> int | None:
@@ -122,15 +146,15 @@ def waiting() -> int | None:
         return None
 
 
-def _send_one(kind: str, target: Any) -> None:
-    if kind == "changed":
+def _send_one(effect: Effect) -> None:
+    if isinstance(effect, Changed):
         for listener in _change_listeners:
-            listener(target)
+            listener(effect.execution_id)
         return
     sink = _local_sink or _broker_sink
     if sink is None:
         return
-    if kind == "wake":
-        sink.submit_execution(target)
-    elif kind == "plain_invoke":
-        sink.submit_plain_invoke(*target)
+    if isinstance(effect, Wake):
+        sink.submit_execution(effect.execution_id)
+    else:
+        sink.submit_plain_invoke(effect.execution_id, effect.operation_id)

@@ -139,9 +139,9 @@ def _fire_many(batch: list[ChangeSet]) -> int:
             *_bulk_update(Execution, [changes.execution for changes in batch], TIMER_EXECUTION_FIELDS),
         ]
     )
-    effects: list[tuple[str, Any]] = []
+    effects: list[dispatch.Effect] = []
     for changes in batch:
-        effects += [("changed", changes.execution.pk), *changes.after_commit]
+        effects += [dispatch.Changed(changes.execution.pk), *changes.after_commit]
     dispatch.after_commit(effects)
     return fired
 

@@ -54,7 +54,7 @@ def request_invocation(changes: ChangeSet, *, at: datetime.datetime | None = Non
         return
     if dispatch.can_hint():
         execution.dispatched_at = changes.now
-    changes.after_commit.append(("wake", execution.pk))
+    changes.after_commit.append(dispatch.Wake(execution.pk))
 
 
 def lease_held(execution: Execution, now: datetime.datetime) -> bool:
@@ -95,7 +95,7 @@ def close_execution(
         }[ExecutionStatus(status)]
         changes.event(event_type, execution_op, Error=wrap_payload(error or {}))
     if execution.parent_id:
-        changes.after_commit.append(("notify_parent", execution.pk))
+        changes.complete_parent_in_transaction = True
 
 
 def execution_operation(execution: Execution, changes: ChangeSet | None = None) -> Operation:
@@ -310,21 +310,26 @@ def invocation_completed_event(
 
 
 def commit_changes(changes: ChangeSet, *, extra_fields: tuple[str, ...] = ()) -> None:
-    """Flush a change set and, in the same transaction, tell a waiting parent.
-
-    Lock order is always child, then parent; a parent never locks its children.
+    """Flush a change set, complete a waiting parent in the same transaction, and queue the
+    after-commit effects (the parent's change set queues its own).
     """
     changes.flush(extra_fields=extra_fields)
-    effects: list[tuple[str, Any]] = [("changed", changes.execution.pk)]
-    for kind, target in changes.after_commit:
-        if kind == "notify_parent":
-            notify_parent(changes.execution)
-        else:
-            effects.append((kind, target))
-    dispatch.after_commit(effects)
+    if changes.complete_parent_in_transaction:
+        complete_parent_in_transaction(changes.execution)
+    dispatch.after_commit([dispatch.Changed(changes.execution.pk), *changes.after_commit])
 
 
-def notify_parent(child: Execution) -> None:
+def complete_parent_in_transaction(child: Execution) -> None:
+    """Complete the parent's CHAINED_INVOKE with the child's outcome, inside the child's
+    transaction: not an after-commit effect, on purpose.
+
+    Run after commit, a crash or a lost connection between the child's COMMIT and the
+    parent's would leave the parent waiting for ever: nothing else completes a durable
+    child's CHAINED_INVOKE (the scheduler only recovers plain calls), and the child, being
+    closed, is never looked at again. Here both commit or neither does, and no reader sees
+    a closed child whose parent still waits. Lock order is always child, then parent; a
+    parent never locks its children, so this cannot deadlock with another closing child.
+    """
     if child.parent_id is None:
         return
     parent = Execution.objects.select_for_update().filter(pk=child.parent_id).first()

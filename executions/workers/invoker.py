@@ -154,7 +154,7 @@ class Invoker:
         while not (stop and stop()):
             if time.monotonic() >= deadline:
                 if self._last_execution_id:
-                    dispatch.send([("wake", self._last_execution_id)])
+                    dispatch.send([dispatch.Wake(self._last_execution_id)])
                 break
             claimed_at = time.monotonic()
             invocation = self._db(services.invocation_claim_next, worker=self.worker)

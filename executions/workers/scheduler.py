@@ -44,7 +44,7 @@ from executions.engine import clock
 from executions.engine import effects as dispatch
 from executions.engine.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
-from executions.vocabulary import ACTIVE_EXECUTION_STATUSES
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus
 
 logger = logging.getLogger(__name__)
 
@@ -147,14 +147,14 @@ def _hint_due_invocations(now: datetime.datetime, limit: int) -> int:
         )
         if due:
             services.invocation_mark_dispatched(due)
-            dispatch.after_commit(("wake", pk) for pk in due)
+            dispatch.after_commit(dispatch.Wake(pk) for pk in due)
     return len(due)
 
 
 def _dispatch_plain_invokes(now: datetime.datetime) -> int:
     """Hint again the plain calls no worker claimed: at most one hint per call per backoff step."""
     pending = _pending_plain_invokes(now)
-    dispatch.send(("plain_invoke", (execution_id, op_id)) for execution_id, op_id in pending)
+    dispatch.send(dispatch.PlainInvoke(execution_id, op_id) for execution_id, op_id in pending)
     return len(pending)
 
 
@@ -165,7 +165,7 @@ def _pending_plain_invokes(now: datetime.datetime) -> list[tuple[int, str]]:
     with transaction.atomic():
         pending = list(
             Operation.objects.select_for_update(skip_locked=True)
-            .filter(invoke_dispatch_pending=True, status="STARTED")
+            .filter(invoke_dispatch_pending=True, status=OperationStatus.STARTED)
             .filter(first_hint_lost | _hint_again("invoke_dispatched_at", "started_at", now))
             .values_list("pk", "execution_id", "operation_id")[:BATCH]
         )
