@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import os
 import statistics
+import subprocess
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from bench.cluster import STEPS_FUNCTION, running_cluster, start_executions, wait_until_ended
 
@@ -133,6 +135,23 @@ def _quantile(values: list[float], q: float) -> float:
 def sdk_floor(runs: int) -> dict[str, Any]:
     """The same handler on the SDK testing library's in-memory runner: the SDK's own cost.
 
+    Measured in a fresh Python process: the SDK as shipped. This process may already hold
+    the engine's tunings of SDK internals (``executions/workers/sdk_internals.py``, applied
+    once a worker runtime ran here), which skip the SDK's 1 ms batching wait.
+    """
+    finished = subprocess.run(
+        [sys.executable, "-m", "bench.engine_side", str(runs)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    return cast(dict[str, Any], json.loads(finished.stdout.strip().splitlines()[-1]))
+
+
+def _sdk_floor_here(runs: int) -> dict[str, Any]:
+    """``sdk_floor`` in this process.
+
     Per step = (median of a 20-step run - median of a 0-step run) / 20, wall (perf_counter)
     and CPU (process_time: every thread of this process, the runner's included). The
     runner's ``run`` waits on completion (no polling), so wall is not quantised by a poll.
@@ -188,3 +207,7 @@ def throughput(executions: int, workers: int, threads: int, log_dir: Path) -> di
         "latency_ms_p50": latencies[len(latencies) // 2] * 1000,
         "latency_ms_p95": latencies[int(len(latencies) * 0.95)] * 1000,
     }
+
+
+if __name__ == "__main__":  # the SDK floor, in a process of its own (sdk_floor)
+    print(json.dumps(_sdk_floor_here(int(sys.argv[1]))))

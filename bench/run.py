@@ -58,7 +58,16 @@ from tests.servers import start_postgres, start_redis
 REPO = Path(__file__).resolve().parent.parent
 PG_SETTINGS = {"shared_buffers": "256MB"}
 # The flags a figure depends on: a run with all of them at their defaults is a "default run".
-MEASURED = ("reps", "executions", "throughput", "workers", "threads", "timers", "timer_seconds")
+MEASURED = (
+    "reps",
+    "executions",
+    "throughput",
+    "workers",
+    "threads",
+    "timers",
+    "timer_seconds",
+    "timer_starters",
+)
 
 
 def _arguments() -> tuple[argparse.Namespace, bool]:
@@ -70,6 +79,9 @@ def _arguments() -> tuple[argparse.Namespace, bool]:
     parser.add_argument("--threads", type=int, default=4, help="threads per worker (and per DBOS process)")
     parser.add_argument("--timers", type=int, default=5000, help="waiting executions (0: skip the phase)")
     parser.add_argument("--timer-seconds", type=int, default=30, help="how long each one waits")
+    parser.add_argument(
+        "--timer-starters", type=int, default=1, help="threads starting the waiting executions"
+    )
     parser.add_argument(
         "--timer-deadline", type=float, default=600.0, help="seconds after the last start + the wait"
     )
@@ -173,7 +185,13 @@ def _dbos(args: argparse.Namespace, peer_python: Path, database_url: str, log_di
 def _timers(args: argparse.Namespace, log_dir: Path) -> dict[str, Any]:
     _progress(f"timers: {args.timers} executions waiting {args.timer_seconds} s")
     return timers.timer_phase(
-        args.timers, args.timer_seconds, args.timer_deadline, args.workers, args.threads, log_dir
+        args.timers,
+        args.timer_seconds,
+        args.timer_deadline,
+        args.workers,
+        args.threads,
+        log_dir,
+        args.timer_starters,
     )
 
 
@@ -233,8 +251,10 @@ def _config(args: argparse.Namespace, machine: dict[str, Any]) -> str:
         f"`durable worker --pool threads --concurrency {args.threads}` + 1 `durable scheduler`, "
         f"DBOS {machine['dbos']} on {args.workers} processes x {args.threads} threads calling the workflow; "
         f"step overhead: {args.executions} rounds of 0- and 20-step executions one at a time "
-        f"(engine handlers in a sandbox child); timers: {args.timers} executions waiting "
-        f"{args.timer_seconds} s then one step, same engine processes"
+        f"(engine handlers in a sandbox child; the SDK's floor in a fresh process, the SDK as shipped); "
+        f"timers: {args.timers} executions started by {args.timer_starters} thread(s), each waiting "
+        f"{args.timer_seconds} s then one step, same engine processes; throughput executions started "
+        f"by 4 threads"
     )
 
 
