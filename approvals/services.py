@@ -48,7 +48,7 @@ from approvals.models import (
 from executions import audit, services
 from executions.audit import Actor
 from executions.engine import clock
-from executions.engine.callback_ids import callback_id_for, hash_callback_id
+from executions.engine.callback_ids import hash_callback_id
 from executions.engine.errors import CallbackTimeout, ResourceNotFound
 from executions.live import updates as live
 from executions.models import AuditChannel, Operation
@@ -411,10 +411,9 @@ def _complete_callback(row: ApprovalRequest | EmailVerification, result: str) ->
     """Complete the row's callback through the engine (raises CallbackTimeout if it is closed)."""
     if row.operation is None:
         raise ResourceNotFound("Callback not found")
-    callback_id = callback_id_for(row.operation.callback_seed)
-    if hash_callback_id(callback_id) != row.callback_id_hash:  # the seed changed under us
+    if row.operation.callback_id_hash != row.callback_id_hash:  # the seed changed under us
         raise ResourceNotFound("Callback not found")
-    services.callback_succeed(callback_id, result)
+    services.callback_succeed_operation(row.operation, result)
 
 
 def _notify_console(execution_id: int) -> None:

@@ -233,7 +233,7 @@ def _stop(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
         return "skipped", "execution was deleted"
     if execution.status not in ELIGIBLE[ExecutionAction.STOP]:
         return "skipped", f"already {execution.status}"
-    return _guarded(lambda: operator.stop(actor, execution.arn, job.reason))
+    return _guarded(lambda: operator.stop(actor, execution, job.reason))
 
 
 def _redrive(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome:
@@ -242,7 +242,7 @@ def _redrive(actor: Actor, execution: Execution | None, job: BulkJob) -> Outcome
     if execution.status not in ELIGIBLE[ExecutionAction.REDRIVE]:
         return "skipped", f"{execution.status}: only FAILED or TIMED_OUT executions can be redriven"
     accept = job.rerun_interrupted
-    return _guarded(lambda: operator.redrive(actor, execution.arn, job.reason, rerun_interrupted=accept))
+    return _guarded(lambda: operator.redrive(actor, execution, job.reason, rerun_interrupted=accept))
 
 
 _ACTIONS: dict[str, Callable[[Actor, Execution | None, BulkJob], Outcome]] = {

@@ -1,7 +1,9 @@
 """Operator actions: the engine's services plus an audit entry, in one transaction.
 
 The console, the API and the CLI call these (never the bare services) for
-anything a person does, so every action is recorded once, the same way.
+anything a person does, so every action is recorded once, the same way. Actions on an
+execution take the ``Execution`` a caller already loaded (the console's permission check,
+a bulk job's chunk) or its ARN (the API, the CLI); the audit entry names the ARN either way.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ from django.db import transaction
 from executions import audit, services
 from executions.audit import Actor
 from executions.engine.functions import function_register
-from executions.models import Execution, Function
+from executions.engine.lifecycle import ExecutionRef
+from executions.models import Execution, Function, Operation
 
 
 def start(
@@ -29,31 +32,37 @@ def start(
         return started
 
 
+def _arn(target: ExecutionRef) -> str:
+    return target if isinstance(target, str) else target.arn
+
+
 def stop(
-    actor: Actor, arn: str, reason: str = "", *, error: dict[str, Any] | None = None
+    actor: Actor, target: ExecutionRef, reason: str = "", *, error: dict[str, Any] | None = None
 ) -> datetime.datetime:
     """Stop with the reason as the error message (or an explicit error object, as the API sends)."""
     error = error if error is not None else ({"ErrorMessage": reason} if reason else None)
     with transaction.atomic():
-        stopped_at = services.execution_stop(arn, error)
-        audit.record(actor, "execution.stop", arn, reason=reason or (error or {}).get("ErrorMessage", ""))
+        stopped_at = services.execution_stop(target, error)
+        audit.record(
+            actor, "execution.stop", _arn(target), reason=reason or (error or {}).get("ErrorMessage", "")
+        )
         return stopped_at
 
 
-def pause(actor: Actor, arn: str, reason: str = "", *, timeout_paused: bool = False) -> None:
+def pause(actor: Actor, target: ExecutionRef, reason: str = "", *, timeout_paused: bool = False) -> None:
     with transaction.atomic():
-        services.execution_pause(arn, reason=reason or None, timeout_paused=timeout_paused)
-        audit.record(actor, "execution.pause", arn, reason=reason)
+        services.execution_pause(target, reason=reason or None, timeout_paused=timeout_paused)
+        audit.record(actor, "execution.pause", _arn(target), reason=reason)
 
 
-def resume(actor: Actor, arn: str, reason: str = "") -> None:
+def resume(actor: Actor, target: ExecutionRef, reason: str = "") -> None:
     with transaction.atomic():
-        services.execution_resume(arn, reason=reason or None)
-        audit.record(actor, "execution.resume", arn, reason=reason)
+        services.execution_resume(target, reason=reason or None)
+        audit.record(actor, "execution.resume", _arn(target), reason=reason)
 
 
 def redrive(
-    actor: Actor, arn: str, reason: str = "", *, rerun_interrupted: bool = False
+    actor: Actor, target: ExecutionRef, reason: str = "", *, rerun_interrupted: bool = False
 ) -> services.Redriven:
     """Redrive; the audit entry keeps the operator's choice about interrupted operations.
 
@@ -61,11 +70,11 @@ def redrive(
     ``rerun_interrupted`` says whether the operator accepted running them again.
     """
     with transaction.atomic():
-        redriven = services.execution_redrive_planned(arn, rerun_interrupted=rerun_interrupted)
+        redriven = services.execution_redrive_planned(target, rerun_interrupted=rerun_interrupted)
         audit.record(
             actor,
             "execution.redrive",
-            arn,
+            _arn(target),
             reason=reason,
             rerun_interrupted=rerun_interrupted,
             interrupted=[op.name or op.operation_id for op in redriven.plan.interrupted],
@@ -73,19 +82,19 @@ def redrive(
         return redriven
 
 
-def rerun(actor: Actor, arn: str, input_payload: str | None = None) -> Execution:
+def rerun(actor: Actor, target: ExecutionRef, input_payload: str | None = None) -> Execution:
     with transaction.atomic():
-        execution = services.execution_rerun(arn, input_payload)
+        execution = services.execution_rerun(target, input_payload)
         if actor.user is not None:
             Execution.objects.filter(pk=execution.pk).update(started_by=actor.user)
-        audit.record(actor, "execution.rerun", execution.arn, original=arn)
+        audit.record(actor, "execution.rerun", execution.arn, original=_arn(target))
         return execution
 
 
-def delete(actor: Actor, arn: str) -> datetime.datetime:
+def delete(actor: Actor, target: ExecutionRef) -> datetime.datetime:
     with transaction.atomic():
-        deleted_at = services.execution_delete(arn)
-        audit.record(actor, "execution.delete", arn)
+        deleted_at = services.execution_delete(target)
+        audit.record(actor, "execution.delete", _arn(target))
         return deleted_at
 
 
@@ -98,6 +107,22 @@ def callback_succeed(actor: Actor, callback_id: str, result: str, *, arn: str = 
 def callback_fail(actor: Actor, callback_id: str, error: dict[str, Any] | None, *, arn: str = "") -> None:
     with transaction.atomic():
         services.callback_fail(callback_id, error)
+        audit.record(actor, "callback.fail", arn, error=error or {})
+
+
+def callback_succeed_operation(actor: Actor, op: Operation, result: str, *, arn: str = "") -> None:
+    """``callback_succeed`` for the CALLBACK operation the caller holds (the console)."""
+    with transaction.atomic():
+        services.callback_succeed_operation(op, result)
+        audit.record(actor, "callback.succeed", arn, result=result[:2000])
+
+
+def callback_fail_operation(
+    actor: Actor, op: Operation, error: dict[str, Any] | None, *, arn: str = ""
+) -> None:
+    """``callback_fail`` for the CALLBACK operation the caller holds (the console)."""
+    with transaction.atomic():
+        services.callback_fail_operation(op, error)
         audit.record(actor, "callback.fail", arn, error=error or {})
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from executions.engine.callbacks import (
     callback_fail,
+    callback_fail_operation,
     callback_heartbeat,
     callback_succeed,
+    callback_succeed_operation,
 )
 from executions.engine.chained import (
     PLAIN_CALL_LOST_MESSAGE,
@@ -68,8 +70,10 @@ __all__ = [
     "Redriven",
     "StartResult",
     "callback_fail",
+    "callback_fail_operation",
     "callback_heartbeat",
     "callback_succeed",
+    "callback_succeed_operation",
     "checkpoint",
     "execution_delete",
     "execution_pause",

@@ -167,6 +167,26 @@ def test_callback_completion_is_single_use() -> None:
     assert HistoryEvent.objects.filter(execution=execution, event_type="CallbackSucceeded").count() == 1
 
 
+def test_a_callback_completed_by_its_operation_is_single_use_too() -> None:
+    """The console's and approvals' form: the operation they hold, re-read under the lock."""
+    register("approval", approval)
+    with engine_driver() as driver:
+        execution = start("approval", {})
+        driver.run_until(lambda: started_callback(execution, "decision") is not None)
+        held = started_callback(execution, "decision")
+        assert held is not None
+        stale = Operation(execution_id=held.execution_id, operation_id=held.operation_id)
+        stale.callback_id_hash = "another callback"
+        with pytest.raises(ResourceNotFound):  # no longer the callback the caller saw
+            services.callback_succeed_operation(stale, b'"no"')
+        services.callback_fail_operation(held, {"ErrorMessage": "declined"})
+        with pytest.raises(CallbackTimeout):
+            services.callback_succeed_operation(held, b'"again"')
+        driver.run_until(lambda: refreshed(execution).is_terminal)
+    assert HistoryEvent.objects.filter(execution=execution, event_type="CallbackFailed").count() == 1
+    assert not HistoryEvent.objects.filter(execution=execution, event_type="CallbackSucceeded").exists()
+
+
 @pytest.mark.parametrize("result", [None, "", b""], ids=["absent", "empty-str", "empty-bytes"])
 def test_callback_success_without_a_result_gives_the_handler_none(result: str | bytes | None) -> None:
     """An empty or absent Result is no result: ``callback.result()`` is None, not ""."""

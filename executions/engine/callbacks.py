@@ -37,8 +37,19 @@ def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
     op = Operation.objects.filter(callback_id_hash=hash_callback_id(callback_id)).first()
     if op is None:
         raise ResourceNotFound("Callback not found")
-    execution = Execution.objects.select_for_update().get(pk=op.execution_id)
-    op.refresh_from_db()
+    return _lock_callback_operation(op)
+
+
+def _lock_callback_operation(held: Operation) -> tuple[ChangeSet, Operation]:
+    """Lock ``held``'s execution by pk and re-read the operation under the lock.
+
+    Refused as not found if the operation is gone or is no longer the callback the caller
+    held (a redrive recreated it with another callback id).
+    """
+    execution = Execution.objects.select_for_update().filter(pk=held.execution_id).first()
+    op = Operation.objects.filter(execution_id=held.execution_id, operation_id=held.operation_id).first()
+    if execution is None or op is None or op.callback_id_hash != held.callback_id_hash:
+        raise ResourceNotFound("Callback not found")
     changes = ChangeSet(execution)
     complete_due_timers(changes)  # a callback past its timeout cannot be completed
     op = changes.modified.get(op.operation_id, op)
@@ -55,19 +66,17 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
     both) completes the callback with no result at all, so the handler's
     ``callback.result()`` returns None rather than "", as at the service.
     """
-    if isinstance(result, bytes):
-        try:
-            result = result.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise InvalidParameterValue("Callback result must be UTF-8") from exc
-    if result is not None and len(result.encode()) > 1024 * 1024:
-        raise InvalidParameterValue("Callback result exceeds 1 MiB")
+    checked = _checked_result(result)
     with transaction.atomic():
-        changes, op = _lock_callback(callback_id)
-        complete_async_operation(
-            changes, op, status=OperationStatus.SUCCEEDED, event_prefix="Callback", result=result or None
-        )
-        commit_changes(changes)
+        _succeed(*_lock_callback(callback_id), checked)
+
+
+@retry_transient
+def callback_succeed_operation(op: Operation, result: str | bytes | None) -> None:
+    """``callback_succeed`` for a caller that holds the CALLBACK operation (console, approvals)."""
+    checked = _checked_result(result)
+    with transaction.atomic():
+        _succeed(*_lock_callback_operation(op), checked)
 
 
 @retry_transient
@@ -77,15 +86,44 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
     Callbacks are single use: a retry after a COMMIT that went through raises
     CallbackTimeout although the completion was recorded (as callback_succeed).
     """
-
     if error is not None:
         _validate_error_object(error)
     with transaction.atomic():
-        changes, op = _lock_callback(callback_id)
-        complete_async_operation(
-            changes, op, status=OperationStatus.FAILED, event_prefix="Callback", error=error or {}
-        )
-        commit_changes(changes)
+        _fail(*_lock_callback(callback_id), error)
+
+
+@retry_transient
+def callback_fail_operation(op: Operation, error: dict[str, Any] | None) -> None:
+    """``callback_fail`` for a caller that holds the CALLBACK operation (console, approvals)."""
+    if error is not None:
+        _validate_error_object(error)
+    with transaction.atomic():
+        _fail(*_lock_callback_operation(op), error)
+
+
+def _checked_result(result: str | bytes | None) -> str | None:
+    if isinstance(result, bytes):
+        try:
+            result = result.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidParameterValue("Callback result must be UTF-8") from exc
+    if result is not None and len(result.encode()) > 1024 * 1024:
+        raise InvalidParameterValue("Callback result exceeds 1 MiB")
+    return result
+
+
+def _succeed(changes: ChangeSet, op: Operation, result: str | None) -> None:
+    complete_async_operation(
+        changes, op, status=OperationStatus.SUCCEEDED, event_prefix="Callback", result=result or None
+    )
+    commit_changes(changes)
+
+
+def _fail(changes: ChangeSet, op: Operation, error: dict[str, Any] | None) -> None:
+    complete_async_operation(
+        changes, op, status=OperationStatus.FAILED, event_prefix="Callback", error=error or {}
+    )
+    commit_changes(changes)
 
 
 @retry_transient

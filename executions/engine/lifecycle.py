@@ -38,13 +38,26 @@ from executions.vocabulary import (
 
 # --- operator actions -----------------------------------------------------------------------
 
+# An execution by ARN (the API, the CLI) or the row a caller already loaded (the console's
+# permission check, a bulk job): either way it is locked and read again here.
+ExecutionRef = Execution | str
 
-def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.datetime:
+
+def _lock(target: ExecutionRef) -> Execution:
+    if isinstance(target, str):
+        return lock_execution(target)
+    found = rows(Execution).select("id = %s", [target.pk], for_update=True)
+    if not found:
+        raise ResourceNotFound(f"Durable execution not found: {target.arn}")
+    return found[0]
+
+
+def execution_stop(target: ExecutionRef, error: dict[str, Any] | None = None) -> datetime.datetime:
     """StopDurableExecution: close as STOPPED; idempotent on a stopped execution."""
     if error is not None:
         _validate_error_object(error)
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution = _lock(target)
         if execution.status == ExecutionStatus.STOPPED:
             return cast(datetime.datetime, execution.ended_at)  # every closed execution has one
         if execution.is_terminal:
@@ -56,10 +69,10 @@ def execution_stop(arn: str, error: dict[str, Any] | None = None) -> datetime.da
         return changes.now
 
 
-def execution_pause(arn: str, *, reason: str | None = None, timeout_paused: bool = False) -> None:
+def execution_pause(target: ExecutionRef, *, reason: str | None = None, timeout_paused: bool = False) -> None:
     """PauseDurableExecution: no invocations while paused; timers and callbacks go on."""
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution = _lock(target)
         if execution.status == ExecutionStatus.PAUSED:
             return
         if execution.status != ExecutionStatus.RUNNING:
@@ -71,20 +84,16 @@ def execution_pause(arn: str, *, reason: str | None = None, timeout_paused: bool
             "Reason": reason,
             "ExecutionTimeoutPaused": timeout_paused,
         }
-        changes.event(
-            "ExecutionPaused",
-            None,
-            PauseRequestTimestamp=changes.now.timestamp(),
-            Reason=wrap_payload(reason) if reason else None,
-            ExecutionTimeoutPaused=timeout_paused,
+        _pause_event(
+            changes, "ExecutionPaused", "PauseRequestTimestamp", reason, ExecutionTimeoutPaused=timeout_paused
         )
         commit_changes(changes, extra_fields=("pause_details",))
 
 
-def execution_resume(arn: str, *, reason: str | None = None) -> None:
+def execution_resume(target: ExecutionRef, *, reason: str | None = None) -> None:
     """ResumeDurableExecution: invoke if an invocation was held back or interrupted."""
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution = _lock(target)
         if execution.status == ExecutionStatus.RUNNING:
             return
         if execution.status != ExecutionStatus.PAUSED:
@@ -97,21 +106,22 @@ def execution_resume(arn: str, *, reason: str | None = None) -> None:
             execution.timeout_at += datetime.timedelta(seconds=paused_for)
             changes.recompute_wake = True
         execution.pause_details = None
-        changes.event(
-            "ExecutionResumed",
-            None,
-            ResumeRequestTimestamp=changes.now.timestamp(),
-            Reason=wrap_payload(reason) if reason else None,
-        )
+        _pause_event(changes, "ExecutionResumed", "ResumeRequestTimestamp", reason)
         if execution.needs_invocation or execution.change_seq > execution.seen_seq:
             request_invocation(changes)
         commit_changes(changes, extra_fields=("pause_details", "timeout_at"))
 
 
-def execution_delete(arn: str) -> datetime.datetime:
+def _pause_event(changes: ChangeSet, event_type: str, asked_at: str, reason: str | None, **more: Any) -> None:
+    """ExecutionPaused / ExecutionResumed: when it was asked (the ``asked_at`` field) and why."""
+    reason_payload = wrap_payload(reason) if reason else None
+    changes.event(event_type, None, **{asked_at: changes.now.timestamp()}, Reason=reason_payload, **more)
+
+
+def execution_delete(target: ExecutionRef) -> datetime.datetime:
     """DeleteDurableExecution: only terminal executions; the rows go at once."""
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution = _lock(target)
         if not execution.is_terminal:
             raise ResourceConflict("Only a terminal execution can be deleted")
         now = clock.now()
@@ -252,7 +262,7 @@ def _operations_to_reset(ops: list[Operation], *, rerun_interrupted: bool = Fals
     return reset
 
 
-def execution_redrive(arn: str, *, rerun_interrupted: bool = False) -> Execution:
+def execution_redrive(target: ExecutionRef, *, rerun_interrupted: bool = False) -> Execution:
     """Run a FAILED or TIMED_OUT execution again from its last good checkpoint.
 
     Failed operations (and the contexts around them) are removed, the execution
@@ -261,13 +271,13 @@ def execution_redrive(arn: str, *, rerun_interrupted: bool = False) -> Execution
     Interrupted operations (``is_interrupted``) stay failed unless
     ``rerun_interrupted`` says the operator accepts running them again.
     """
-    return execution_redrive_planned(arn, rerun_interrupted=rerun_interrupted).execution
+    return execution_redrive_planned(target, rerun_interrupted=rerun_interrupted).execution
 
 
-def execution_redrive_planned(arn: str, *, rerun_interrupted: bool = False) -> Redriven:
+def execution_redrive_planned(target: ExecutionRef, *, rerun_interrupted: bool = False) -> Redriven:
     """``execution_redrive``, also returning the plan it followed (decided under the row lock)."""
     with transaction.atomic():
-        execution = lock_execution(arn)
+        execution = _lock(target)
         if execution.status not in REDRIVABLE_STATUSES:
             raise ResourceConflict(f"Only FAILED or TIMED_OUT executions can be redriven: {execution.status}")
         ops = [
@@ -297,8 +307,9 @@ def execution_redrive_planned(arn: str, *, rerun_interrupted: bool = False) -> R
         return Redriven(execution, plan)
 
 
-def execution_rerun(arn: str, input_payload: str | None = None) -> Execution:
+def execution_rerun(target: ExecutionRef, input_payload: str | None = None) -> Execution:
     """Start a new execution of the same function with the same (or an edited) input."""
+    arn = target if isinstance(target, str) else target.arn
     original = Execution.objects.select_related("function").filter(arn=arn).first()
     if original is None:
         raise ResourceNotFound(f"Durable execution not found: {arn}")

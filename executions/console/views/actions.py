@@ -36,7 +36,6 @@ from executions.console.permissions import (
     execution_get_for_user,
     require,
 )
-from executions.engine.callback_ids import callback_id_for
 from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
 from executions.vocabulary import REDRIVABLE_STATUSES, OperationType
@@ -70,7 +69,7 @@ def execution_stop(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     form = ReasonForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
         reason = form.cleaned_data["reason"]
-        if _performed(request, form, "Execution stopped.", operator.stop, execution.arn, reason):
+        if _performed(request, form, "Execution stopped.", operator.stop, execution, reason):
             return redirect("console:execution-detail", pk=execution.pk)
     return _action_page(request, execution, "stop", form)
 
@@ -83,7 +82,7 @@ def execution_redrive(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         note = "Redriven: the handler replays from its last good checkpoint."
         reason, accept = form.cleaned_data["reason"], form.cleaned_data["rerun_interrupted"]
-        if _performed(request, form, note, operator.redrive, execution.arn, reason, rerun_interrupted=accept):
+        if _performed(request, form, note, operator.redrive, execution, reason, rerun_interrupted=accept):
             return redirect("console:execution-detail", pk=execution.pk)
     preview = services.redrive_preview(execution) if execution.status in REDRIVABLE_STATUSES else None
     return _action_page(request, execution, "redrive", form, preview=preview)
@@ -97,7 +96,7 @@ def execution_rerun(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     if request.method == "POST" and form.is_valid():
         payload = form.cleaned_data["input_payload"] or None
         try:
-            new = operator.rerun(Actor.console(request.user), execution.arn, payload)
+            new = operator.rerun(Actor.console(request.user), execution, payload)
         except ServiceError as exc:
             form.add_error(None, exc.message)
         else:
@@ -124,7 +123,7 @@ def _quick_action(request: HtmxHttpRequest, pk: int, action: Callable[..., Any],
     form = OptionalReasonForm(request.POST)
     if not form.is_valid():
         messages.error(request, "The reason is too long (500 characters at most).")
-    elif not _performed(request, form, note, action, execution.arn, form.cleaned_data["reason"]):
+    elif not _performed(request, form, note, action, execution, form.cleaned_data["reason"]):
         messages.error(request, " ".join(form.non_field_errors()))
     return redirect("console:execution-detail", pk=execution.pk)
 
@@ -155,10 +154,10 @@ def _callback_operation(execution: Execution, operation_id: str) -> Operation:
 def _callback_done(request: HtmxHttpRequest, execution: Execution, op: Operation, form: forms.Form) -> bool:
     if not form.is_valid():
         return False
-    callback_id, label, arn = callback_id_for(op.callback_seed), op.name or op.operation_id, execution.arn
+    label, arn = op.name or op.operation_id, execution.arn
     if isinstance(form, CallbackSucceedForm):
         result, note = form.cleaned_data["result"], f"Callback {label} succeeded."
-        return _performed(request, form, note, operator.callback_succeed, callback_id, result, arn=arn)
+        return _performed(request, form, note, operator.callback_succeed_operation, op, result, arn=arn)
     assert isinstance(form, CallbackFailForm)
     error, note = form.error_object(), f"Callback {label} failed."
-    return _performed(request, form, note, operator.callback_fail, callback_id, error, arn=arn)
+    return _performed(request, form, note, operator.callback_fail_operation, op, error, arn=arn)
