@@ -39,7 +39,8 @@ from django.db.models import Count, Min, Q
 from django.http import Http404, HttpRequest, HttpResponse
 
 from executions.engine import clock, observers
-from executions.models import OPEN_EXECUTION_STATUSES, Execution, ExecutionStatus, Operation
+from executions.models import Execution, ExecutionStatus, Operation
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus, OperationType
 
 logger = logging.getLogger(__name__)
 
@@ -348,7 +349,7 @@ class DatabaseCollector:
 
 
 def _oldest_due_timer(now: datetime.datetime) -> datetime.datetime | None:
-    due = Execution.objects.filter(wake_at__lte=now, status__in=OPEN_EXECUTION_STATUSES)
+    due = Execution.objects.filter(wake_at__lte=now, status__in=ACTIVE_EXECUTION_STATUSES)
     oldest: datetime.datetime | None = due.aggregate(oldest=Min("wake_at"))["oldest"]
     return oldest
 
@@ -363,7 +364,7 @@ def _oldest_due_invocation(now: datetime.datetime) -> datetime.datetime | None:
 
 
 def _open_callbacks(now: datetime.datetime) -> tuple[int, int]:
-    open_callbacks = Operation.objects.filter(type="CALLBACK", status="STARTED")
+    open_callbacks = Operation.objects.filter(type=OperationType.CALLBACK, status=OperationStatus.STARTED)
     soon = now + EXPIRING_SOON
     expiring = Q(callback_timeout_at__lte=soon) | Q(callback_heartbeat_at__lte=soon)
     counts = open_callbacks.aggregate(total=Count("id"), expiring=Count("id", filter=expiring))

@@ -17,6 +17,7 @@ from django.db.models import ExpressionWrapper, Q
 from executions.queries.text_search import TRIGRAM_MIN_LENGTH, ILike, PostgresTrigramIndex, like_pattern
 
 # The vocabulary's names most callers import from here (re-exported).
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES
 from executions.vocabulary import TERMINAL_EXECUTION_STATUSES as TERMINAL_EXECUTION_STATUSES
 from executions.vocabulary import ExecutionStatus as ExecutionStatus
 from executions.vocabulary import OperationStatus as OperationStatus
@@ -82,9 +83,6 @@ class FunctionVersion(models.Model):
         return f"{self.function.name}:{self.version}"
 
 
-OPEN_EXECUTION_STATUSES = (ExecutionStatus.RUNNING, ExecutionStatus.PAUSED)
-
-
 class ExecutionQuerySet(models.QuerySet["Execution"]):
     """Chainable filters over executions; ``executions.queries.console`` composes them.
 
@@ -102,7 +100,7 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
 
     def open(self) -> ExecutionQuerySet:
         """RUNNING or PAUSED: not finished yet."""
-        return self.filter(status__in=OPEN_EXECUTION_STATUSES)
+        return self.filter(status__in=ACTIVE_EXECUTION_STATUSES)
 
     def of_function(self, name: str | None) -> ExecutionQuerySet:
         """Executions of the function called ``name`` (any version). (function, started_at) index.

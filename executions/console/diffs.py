@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executions.models import Execution, HistoryEvent, Operation
+from executions.vocabulary import OperationType
 
 ATTEMPT_EVENTS = ("StepFailed", "StepSucceeded")
 
@@ -138,7 +139,7 @@ def operation_lines(execution: Execution) -> str:
     """One line per operation, indented by nesting: what ran, in which order, how it ended."""
     ops = list(
         Operation.objects.filter(execution=execution)
-        .exclude(type="EXECUTION")
+        .exclude(type=OperationType.EXECUTION)
         .only("operation_id", "parent_id", "name", "type", "sub_type", "status", "attempt")
         .order_by("position")
     )
@@ -147,7 +148,7 @@ def operation_lines(execution: Execution) -> str:
     for op in ops:
         depth[op.operation_id] = depth.get(op.parent_id, -1) + 1 if op.parent_id else 0
         kind = op.sub_type or op.type
-        attempts = f" ({op.attempt} attempts)" if op.type == "STEP" and op.attempt > 1 else ""
+        attempts = f" ({op.attempt} attempts)" if op.type == OperationType.STEP and op.attempt > 1 else ""
         lines.append(f"{'  ' * depth[op.operation_id]}{kind} {op.name or '(unnamed)'}: {op.status}{attempts}")
     return "\n".join(lines)
 

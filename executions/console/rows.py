@@ -23,6 +23,7 @@ from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
 from executions.console.formatting import duration, elapsed, status_class
+from executions.vocabulary import ExecutionStatus
 
 if TYPE_CHECKING:
     from executions.models import Execution
@@ -128,7 +129,7 @@ def waiting_row(item: WaitingCallback, now: datetime.datetime, *, can_complete: 
             function=escape(execution.function.name),
             detail=escape(_url("console:execution-detail", execution.pk)),
             execution=escape(_truncated(execution.name, 40)),
-            paused=PAUSED_BADGE if execution.status == "PAUSED" else "",
+            paused=PAUSED_BADGE if execution.status == ExecutionStatus.PAUSED else "",
             age=escape(duration(item.age)),
             time_left=time_left,
             complete=complete,

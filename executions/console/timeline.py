@@ -26,7 +26,7 @@ from django.utils.safestring import SafeString, mark_safe
 from approvals.selectors import decisions_for_operations
 from executions.console.formatting import duration, error_message, payload_size, status_class
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
-from executions.vocabulary import OPEN_OPERATION_STATUSES
+from executions.vocabulary import OPEN_OPERATION_STATUSES, OperationStatus, OperationType
 
 # A context with more children than this starts folded (a map over 500 items).
 FOLD_CHILDREN_OVER = 25
@@ -40,7 +40,7 @@ KIND_LABELS = {
     "WaitForCondition": "WAIT FOR CONDITION",
     "RunInChildContext": "CHILD CONTEXT",
 }
-TYPE_LABELS = {"CHAINED_INVOKE": "INVOKE", "CONTEXT": "CONTEXT"}
+TYPE_LABELS = {OperationType.CHAINED_INVOKE: "INVOKE", OperationType.CONTEXT: "CONTEXT"}
 # The newest invocations the table and the lane show: an execution that waits in a loop
 # is invoked once per wake-up, and thousands of marks would only cost page weight.
 INVOCATIONS_SHOWN = 200
@@ -191,7 +191,7 @@ class Timeline:
 
 
 def kind_of(op: Operation) -> str:
-    if op.type == "CONTEXT" and op.sub_type in KIND_LABELS:
+    if op.type == OperationType.CONTEXT and op.sub_type in KIND_LABELS:
         return KIND_LABELS[op.sub_type]
     return TYPE_LABELS.get(op.type, op.type)
 
@@ -203,7 +203,9 @@ def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
     end = execution.ended_at or max(now, start)
     span = max((end - start).total_seconds(), 0.001)
     nodes = list(data.flattened())
-    decisions = _decisions([node.operation for node in nodes if node.operation.type == "CALLBACK"])
+    decisions = _decisions(
+        [node.operation for node in nodes if node.operation.type == OperationType.CALLBACK]
+    )
     rows = []
     for node in nodes:
         op = node.operation
@@ -336,30 +338,36 @@ def _countdown(moment: datetime.datetime) -> str:
 def _info(row: TimelineRow, links: RowLinks) -> str:
     op = row.op
     parts: list[str] = []
-    if op.type == "STEP":
+    if op.type == OperationType.STEP:
         parts.append(f"attempt {op.attempt}")
-        if op.next_attempt_at and op.status in ("PENDING", "READY"):
+        if op.next_attempt_at and op.status in (OperationStatus.PENDING, OperationStatus.READY):
             parts.append(f"retry {_countdown(op.next_attempt_at)}")
         if op.attempt > 1:
             url = links.attempts.format(escape(op.operation_id))
             parts.append(f'<a href="{url}" data-testid="attempts-link">attempts diff</a>')
-    elif op.type == "WAIT":
+    elif op.type == OperationType.WAIT:
         parts.append(duration(op.wait_seconds))
         if op.scheduled_end_at:
             end = op.scheduled_end_at
-            parts.append(f"ends {_countdown(end)}" if op.status == "STARTED" else f"until {end:%H:%M:%S}")
-    elif op.type == "CALLBACK":
+            parts.append(
+                f"ends {_countdown(end)}" if op.status == OperationStatus.STARTED else f"until {end:%H:%M:%S}"
+            )
+    elif op.type == OperationType.CALLBACK:
         parts += _callback_info(op, links)
         if row.decision is not None:
             parts.append(_decision_info(row.decision))
-    elif op.type == "CHAINED_INVOKE":
+    elif op.type == OperationType.CHAINED_INVOKE:
         parts.append(f"→ {escape(op.invoke_function_name)}")
         if child := row.child_execution:
             url = links.execution.format(child.pk)
             parts.append(f'<a href="{url}" data-testid="child-link">{escape(child.status.lower())} child</a>')
     if op.error:
         parts.append(escape(error_message(op.error)))
-    elif op.result and op.type in ("CONTEXT", "CALLBACK", "CHAINED_INVOKE"):
+    elif op.result and op.type in (
+        OperationType.CONTEXT,
+        OperationType.CALLBACK,
+        OperationType.CHAINED_INVOKE,
+    ):
         parts.append(f"result {payload_size(op.result)}")
     return " · ".join(parts)
 
@@ -378,7 +386,7 @@ def _decision_info(decision: Any) -> str:
 
 
 def _callback_info(op: Operation, links: RowLinks) -> list[str]:
-    if op.status != "STARTED":
+    if op.status != OperationStatus.STARTED:
         return []
     parts = [f"times out {_countdown(op.callback_timeout_at)}" if op.callback_timeout_at else "no timeout"]
     if op.callback_heartbeat_at:

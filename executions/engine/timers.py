@@ -44,7 +44,8 @@ from executions.engine.transitions import (
     fire_due_operations,
     request_invocation,
 )
-from executions.models import OPEN_EXECUTION_STATUSES, Execution, HistoryEvent, Operation
+from executions.models import Execution, HistoryEvent, Operation
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES
 
 M = TypeVar("M", bound=models.Model)
 
@@ -181,7 +182,7 @@ def timers_next_due() -> datetime.datetime | None:
     return _as_datetime(found[0][0]) if found else None
 
 
-_OPEN = ", ".join(f"'{status}'" for status in OPEN_EXECUTION_STATUSES)
+_OPEN = ", ".join(f"'{status}'" for status in ACTIVE_EXECUTION_STATUSES)
 
 
 def _fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:

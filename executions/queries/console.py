@@ -56,7 +56,6 @@ from django.utils import timezone
 
 from executions.engine import clock
 from executions.models import (
-    OPEN_EXECUTION_STATUSES,
     Execution,
     ExecutionQuerySet,
     ExecutionStatus,
@@ -67,6 +66,7 @@ from executions.models import (
 )
 from executions.queries.cache import Cached, Wanted
 from executions.queries.text_search import TRIGRAM_MIN_LENGTH
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus, OperationType
 
 M = TypeVar("M", bound=models.Model)
 
@@ -733,7 +733,7 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
         Operation.objects.filter(
             execution_id=OuterRef("execution_id"),
             operation_id=OuterRef("parent_id"),
-            type="CONTEXT",
+            type=OperationType.CONTEXT,
             sub_type="WaitForCallback",
         )
         .order_by()
@@ -741,7 +741,9 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
     )
     callbacks = (
         Operation.objects.filter(
-            type="CALLBACK", status="STARTED", execution__status__in=OPEN_EXECUTION_STATUSES
+            type=OperationType.CALLBACK,
+            status=OperationStatus.STARTED,
+            execution__status__in=ACTIVE_EXECUTION_STATUSES,
         )
         .select_related("execution__function")
         .only(*WAITING_FIELDS)
@@ -903,7 +905,7 @@ def _detail_data(execution: Execution) -> DetailData:
     root_op: Operation | None = None
     nodes: dict[str, OperationNode] = {}
     for op in operations:
-        if op.type == "EXECUTION" and root_op is None:
+        if op.type == OperationType.EXECUTION and root_op is None:
             root_op = op
             continue
         nodes[op.operation_id] = OperationNode(op)

@@ -44,7 +44,7 @@ from executions.engine import clock
 from executions.engine import effects as dispatch
 from executions.engine.db_retry import retry_transient
 from executions.models import Execution, ExecutionStatus, Operation
-from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus
+from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus, OperationType
 
 logger = logging.getLogger(__name__)
 
@@ -118,8 +118,8 @@ def _recover_plain_invokes(now: datetime.datetime) -> int:
 def _expired_plain_claims(now: datetime.datetime) -> list[tuple[int, str]]:
     # Matches the partial index operation_invoke_claim_idx: only calls in flight are in it.
     expired = Operation.objects.filter(
-        type="CHAINED_INVOKE",
-        status="STARTED",
+        type=OperationType.CHAINED_INVOKE,
+        status=OperationStatus.STARTED,
         invoke_claim_expires_at__lte=now,
         execution__status__in=ACTIVE_EXECUTION_STATUSES,
     )

@@ -38,7 +38,7 @@ from executions.console.permissions import (
 )
 from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
-from executions.vocabulary import REDRIVABLE_STATUSES, OperationType
+from executions.vocabulary import REDRIVABLE_STATUSES, ExecutionAction, OperationStatus, OperationType, allows
 
 
 def _performed(
@@ -139,7 +139,9 @@ def callback_complete(request: HtmxHttpRequest, pk: int, operation_id: str) -> H
     chosen = {"succeed": succeed, "fail": fail}.get(outcome or "")
     if chosen is not None and _callback_done(request, execution, op, chosen):
         return redirect("console:execution-detail", pk=execution.pk)
-    extra = {"operation": op, "succeed_form": succeed, "fail_form": fail}
+    open_execution = allows(execution.status, ExecutionAction.COMPLETE_CALLBACK)
+    waiting = op.status == OperationStatus.STARTED and open_execution
+    extra = {"operation": op, "callback_waiting": waiting, "succeed_form": succeed, "fail_form": fail}
     return _action_page(request, execution, "callback", chosen or succeed, **extra)
 
 

@@ -10,6 +10,7 @@ from executions.console import diffs
 from executions.console.htmx import HtmxHttpRequest
 from executions.console.permissions import VIEW_EXECUTION, execution_get_for_user, require
 from executions.models import Execution, Operation
+from executions.vocabulary import OperationType
 
 COMPARE_CANDIDATES = 20
 
@@ -18,7 +19,9 @@ COMPARE_CANDIDATES = 20
 @require(VIEW_EXECUTION)
 def step_attempts(request: HtmxHttpRequest, pk: int, operation_id: str) -> HttpResponse:
     execution = execution_get_for_user(request.user, pk)
-    op = Operation.objects.filter(execution=execution, operation_id=operation_id, type="STEP").first()
+    op = Operation.objects.filter(
+        execution=execution, operation_id=operation_id, type=OperationType.STEP
+    ).first()
     if op is None:
         raise Http404("No such step")
     attempts = diffs.step_attempts(execution, operation_id)
