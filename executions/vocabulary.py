@@ -13,6 +13,7 @@ jobs and approvals all read this module, and it reads none of them.
 
 from __future__ import annotations
 
+import sys
 from typing import TypeVar, cast
 
 from django.db import models
@@ -142,7 +143,9 @@ def plain(table: _Table) -> _Table:
 
 def _plain(value: object) -> object:
     if isinstance(value, str):
-        return str.__str__(value)  # an exact str copy of a str subclass
+        # The interned exact str: the very object a literal "STEP" is (the SDK's enum values,
+        # the wire updates built from them), so comparisons usually stop at identity.
+        return sys.intern(str.__str__(value))
     if isinstance(value, tuple):
         return tuple(_plain(item) for item in value)
     if isinstance(value, frozenset):

@@ -22,12 +22,38 @@ from executions.engine.transitions import close_execution, next_callback_deadlin
 from executions.models import Execution, ExecutionStatus, Function, Operation
 from executions.vocabulary import OperationAction, OperationStatus, OperationType, plain
 
+# Members bound once as plain str (vocabulary.plain): the per-update loop compares with these,
+# and looking a member up on its class costs ~80 ns on Python 3.11 (validate_batch of 20
+# updates went from 32 to 60-90 us with class lookups).
+_CALLBACK, _CHAINED_INVOKE, _CONTEXT, _EXECUTION, _STEP, _WAIT = plain(
+    (
+        OperationType.CALLBACK,
+        OperationType.CHAINED_INVOKE,
+        OperationType.CONTEXT,
+        OperationType.EXECUTION,
+        OperationType.STEP,
+        OperationType.WAIT,
+    )
+)
+_CANCELLED, _FAILED, _PENDING, _STARTED, _SUCCEEDED = plain(
+    (
+        OperationStatus.CANCELLED,
+        OperationStatus.FAILED,
+        OperationStatus.PENDING,
+        OperationStatus.STARTED,
+        OperationStatus.SUCCEEDED,
+    )
+)
+_CANCEL, _RETRY, _START, _SUCCEED = plain(
+    (OperationAction.CANCEL, OperationAction.RETRY, OperationAction.START, OperationAction.SUCCEED)
+)
+
 MAX_CHAINED_INVOKE_BYTES = 1024 * 1024
 
 
 def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[str, Any]) -> None:
     op_type = update["Type"]
-    if op_type == OperationType.EXECUTION:
+    if op_type == _EXECUTION:
         _apply_execution(changes, update)
         return
     op = stored.get(update["Id"])
@@ -40,7 +66,7 @@ def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[
                     "name": update.get("Name") or "",
                     "type": op_type,
                     "sub_type": update.get("SubType") or "",
-                    "status": OperationStatus.STARTED,
+                    "status": _STARTED,
                     "started_at": changes.now,
                 }
             )
@@ -53,15 +79,15 @@ def apply_update(changes: ChangeSet, stored: dict[str, Operation], update: dict[
 
 def _apply_step(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
     action = update["Action"]
-    if action == OperationAction.START:
-        op.status = OperationStatus.STARTED
+    if action == _START:
+        op.status = _STARTED
         op.error = None
         changes.event("StepStarted", op)
         return
     op.attempt += 1
-    if action == OperationAction.RETRY:
+    if action == _RETRY:
         delay = update["StepOptions"]["NextAttemptDelaySeconds"]
-        op.status = OperationStatus.PENDING
+        op.status = _PENDING
         op.next_attempt_at = changes.now + datetime.timedelta(seconds=delay)
         op.result = update.get("Payload")
         op.error = update.get("Error")
@@ -75,45 +101,45 @@ def _apply_step(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> No
     op.ended_at = changes.now
     op.next_attempt_at = None
     retry = {"CurrentAttempt": op.attempt}
-    if action == OperationAction.SUCCEED:
-        op.status = OperationStatus.SUCCEEDED
+    if action == _SUCCEED:
+        op.status = _SUCCEEDED
         op.result = update.get("Payload")
         op.error = None
         changes.event("StepSucceeded", op, Result=wrap_payload(op.result), RetryDetails=retry)
     else:
-        op.status = OperationStatus.FAILED
+        op.status = _FAILED
         op.error = update.get("Error")
         changes.event("StepFailed", op, Error=wrap_payload(op.error or {}), RetryDetails=retry)
 
 
 def _apply_context(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
     action = update["Action"]
-    if action == OperationAction.START:
-        op.status = OperationStatus.STARTED
+    if action == _START:
+        op.status = _STARTED
         changes.event("ContextStarted", op)
         return
     op.ended_at = changes.now
     options = update.get("ContextOptions") or {}
     op.replay_children = bool(options.get("ReplayChildren"))
-    if action == OperationAction.SUCCEED:
-        op.status = OperationStatus.SUCCEEDED
+    if action == _SUCCEED:
+        op.status = _SUCCEEDED
         op.result = update.get("Payload")
         changes.event("ContextSucceeded", op, Result=wrap_payload(op.result))
     else:
-        op.status = OperationStatus.FAILED
+        op.status = _FAILED
         op.error = update.get("Error")
         changes.event("ContextFailed", op, Error=wrap_payload(op.error or {}))
 
 
 def _apply_wait(changes: ChangeSet, op: Operation, update: dict[str, Any]) -> None:
-    if update["Action"] == OperationAction.CANCEL:
-        op.status = OperationStatus.CANCELLED
+    if update["Action"] == _CANCEL:
+        op.status = _CANCELLED
         op.ended_at = changes.now
         changes.set_timer(op, None)
         changes.event("WaitCancelled", op)
         return
     seconds = update["WaitOptions"]["WaitSeconds"]
-    op.status = OperationStatus.STARTED
+    op.status = _STARTED
     op.wait_seconds = seconds
     op.scheduled_end_at = changes.now + datetime.timedelta(seconds=seconds)
     changes.set_timer(op, op.scheduled_end_at)
@@ -124,7 +150,7 @@ def _apply_callback(changes: ChangeSet, op: Operation, update: dict[str, Any]) -
     options = update.get("CallbackOptions") or {}
     timeout = options.get("TimeoutSeconds") or 0
     heartbeat = options.get("HeartbeatTimeoutSeconds") or 0
-    op.status = OperationStatus.STARTED
+    op.status = _STARTED
     op.callback_seed = callback_ids.new_seed()
     op.callback_id_hash = callback_ids.hash_callback_id(callback_ids.callback_id_for(op.callback_seed))
     op.callback_timeout = timeout
@@ -150,7 +176,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
     payload = update.get("Payload")
     if payload is not None and len(payload.encode()) > MAX_CHAINED_INVOKE_BYTES:
         raise InvalidParameterValue("Chained invoke payload exceeds 1 MiB")
-    op.status = OperationStatus.STARTED
+    op.status = _STARTED
     op.invoke_function_name = reference
     op.invoke_tenant_id = options.get("TenantId") or ""
     try:
@@ -160,7 +186,7 @@ def _apply_chained_invoke(changes: ChangeSet, op: Operation, update: dict[str, A
     except ServiceError as exc:
         # Unresolvable targets fail in this same response and store no input.
         changes.event("ChainedInvokeStarted", op, **_invoke_target(op))
-        op.status = OperationStatus.FAILED
+        op.status = _FAILED
         op.ended_at = changes.now
         op.error = {"ErrorType": exc.code, "ErrorMessage": exc.message}
         changes.event("ChainedInvokeFailed", op, Error=wrap_payload(op.error))
@@ -214,7 +240,7 @@ def _start_child(
 
 def _apply_execution(changes: ChangeSet, update: dict[str, Any]) -> None:
     """EXECUTION SUCCEED/FAIL closes the execution; it creates no operation."""
-    if update["Action"] == OperationAction.SUCCEED:
+    if update["Action"] == _SUCCEED:
         close_execution(changes, ExecutionStatus.SUCCEEDED, result=update.get("Payload") or "")
     else:
         close_execution(changes, ExecutionStatus.FAILED, error=update.get("Error") or {})
@@ -222,10 +248,10 @@ def _apply_execution(changes: ChangeSet, update: dict[str, Any]) -> None:
 
 APPLIERS = plain(
     {
-        OperationType.STEP: _apply_step,
-        OperationType.CONTEXT: _apply_context,
-        OperationType.WAIT: _apply_wait,
-        OperationType.CALLBACK: _apply_callback,
-        OperationType.CHAINED_INVOKE: _apply_chained_invoke,
+        _STEP: _apply_step,
+        _CONTEXT: _apply_context,
+        _WAIT: _apply_wait,
+        _CALLBACK: _apply_callback,
+        _CHAINED_INVOKE: _apply_chained_invoke,
     }
 )

@@ -50,10 +50,15 @@ from executions.engine.wire import TimestampFormat, operation_to_wire
 from executions.models import Execution, ExecutionStatus, HistoryEvent, Operation
 from executions.vocabulary import OperationType, plain
 
+# Members bound once as plain str (vocabulary.plain): the per-update loop compares with these,
+# and looking a member up on its class costs ~80 ns on Python 3.11 (validate_batch of 20
+# updates went from 32 to 60-90 us with class lookups).
+_CONTEXT, _STEP, _WAIT = plain((OperationType.CONTEXT, OperationType.STEP, OperationType.WAIT))
+
 M = TypeVar("M", bound=models.Model)
 
 # Operation types whose updates only create or change operations and append events.
-FAST_TYPES = plain(frozenset({OperationType.STEP, OperationType.CONTEXT, OperationType.WAIT}))
+FAST_TYPES = plain(frozenset({_STEP, _CONTEXT, _WAIT}))
 # The execution fields a fast checkpoint may change; any other change goes the locking way.
 COUNTERS = ("change_seq", "seen_seq", "checkpoint_seq", "operation_count", "event_count", "wake_at")
 # The fields that, unchanged since this invocation's last checkpoint, prove nothing else

@@ -16,6 +16,39 @@ from typing import Any
 from executions.engine.errors import InvalidParameterValue
 from executions.vocabulary import OperationAction, OperationStatus, OperationType, plain
 
+# Members bound once as plain str (vocabulary.plain): the per-update loop compares with these,
+# and looking a member up on its class costs ~80 ns on Python 3.11 (validate_batch of 20
+# updates went from 32 to 60-90 us with class lookups).
+_CALLBACK, _CHAINED_INVOKE, _CONTEXT, _EXECUTION, _STEP, _WAIT = plain(
+    (
+        OperationType.CALLBACK,
+        OperationType.CHAINED_INVOKE,
+        OperationType.CONTEXT,
+        OperationType.EXECUTION,
+        OperationType.STEP,
+        OperationType.WAIT,
+    )
+)
+_CANCELLED, _FAILED, _PENDING, _READY, _STARTED, _SUCCEEDED = plain(
+    (
+        OperationStatus.CANCELLED,
+        OperationStatus.FAILED,
+        OperationStatus.PENDING,
+        OperationStatus.READY,
+        OperationStatus.STARTED,
+        OperationStatus.SUCCEEDED,
+    )
+)
+_CANCEL, _FAIL, _RETRY, _START, _SUCCEED = plain(
+    (
+        OperationAction.CANCEL,
+        OperationAction.FAIL,
+        OperationAction.RETRY,
+        OperationAction.START,
+        OperationAction.SUCCEED,
+    )
+)
+
 ID_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 SUB_TYPE_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,32}$")
 NAME_PATTERN = re.compile(r"^[\x20-\x7e]{1,256}$")
@@ -30,27 +63,23 @@ MAX_UPDATES_PER_BATCH = 250 * 4  # the SDK sends ≤250; leave room for other cl
 TYPES = plain(
     frozenset(
         {
-            OperationType.EXECUTION,
-            OperationType.CONTEXT,
-            OperationType.STEP,
-            OperationType.WAIT,
-            OperationType.CALLBACK,
-            OperationType.CHAINED_INVOKE,
+            _EXECUTION,
+            _CONTEXT,
+            _STEP,
+            _WAIT,
+            _CALLBACK,
+            _CHAINED_INVOKE,
         }
     )
 )
 ACTIONS_BY_TYPE: Mapping[str, frozenset[str]] = plain(
     {
-        OperationType.STEP: frozenset(
-            {OperationAction.START, OperationAction.SUCCEED, OperationAction.FAIL, OperationAction.RETRY}
-        ),
-        OperationType.CONTEXT: frozenset(
-            {OperationAction.START, OperationAction.SUCCEED, OperationAction.FAIL}
-        ),
-        OperationType.WAIT: frozenset({OperationAction.START, OperationAction.CANCEL}),
-        OperationType.CALLBACK: frozenset({OperationAction.START}),
-        OperationType.CHAINED_INVOKE: frozenset({OperationAction.START}),
-        OperationType.EXECUTION: frozenset({OperationAction.SUCCEED, OperationAction.FAIL}),
+        _STEP: frozenset({_START, _SUCCEED, _FAIL, _RETRY}),
+        _CONTEXT: frozenset({_START, _SUCCEED, _FAIL}),
+        _WAIT: frozenset({_START, _CANCEL}),
+        _CALLBACK: frozenset({_START}),
+        _CHAINED_INVOKE: frozenset({_START}),
+        _EXECUTION: frozenset({_SUCCEED, _FAIL}),
     }
 )
 ERROR_STRING_FIELDS = ("ErrorMessage", "ErrorType", "ErrorData")
@@ -58,38 +87,32 @@ ERROR_STRING_FIELDS = ("ErrorMessage", "ErrorType", "ErrorData")
 # What a status must be (None = the op does not exist yet) for an action to apply.
 ALLOWED_FROM: Mapping[tuple[str, str], frozenset[str | None]] = plain(
     {
-        (OperationType.STEP, OperationAction.START): frozenset({None, OperationStatus.READY}),
-        (OperationType.STEP, OperationAction.SUCCEED): frozenset(
-            {None, OperationStatus.STARTED, OperationStatus.READY}
-        ),
-        (OperationType.STEP, OperationAction.FAIL): frozenset(
-            {None, OperationStatus.STARTED, OperationStatus.READY}
-        ),
-        (OperationType.STEP, OperationAction.RETRY): frozenset(
-            {None, OperationStatus.STARTED, OperationStatus.READY}
-        ),
-        (OperationType.CONTEXT, OperationAction.START): frozenset({None}),
-        (OperationType.CONTEXT, OperationAction.SUCCEED): frozenset({None, OperationStatus.STARTED}),
-        (OperationType.CONTEXT, OperationAction.FAIL): frozenset({None, OperationStatus.STARTED}),
-        (OperationType.WAIT, OperationAction.START): frozenset({None}),
-        (OperationType.WAIT, OperationAction.CANCEL): frozenset({OperationStatus.STARTED}),
-        (OperationType.CALLBACK, OperationAction.START): frozenset({None}),
-        (OperationType.CHAINED_INVOKE, OperationAction.START): frozenset({None}),
+        (_STEP, _START): frozenset({None, _READY}),
+        (_STEP, _SUCCEED): frozenset({None, _STARTED, _READY}),
+        (_STEP, _FAIL): frozenset({None, _STARTED, _READY}),
+        (_STEP, _RETRY): frozenset({None, _STARTED, _READY}),
+        (_CONTEXT, _START): frozenset({None}),
+        (_CONTEXT, _SUCCEED): frozenset({None, _STARTED}),
+        (_CONTEXT, _FAIL): frozenset({None, _STARTED}),
+        (_WAIT, _START): frozenset({None}),
+        (_WAIT, _CANCEL): frozenset({_STARTED}),
+        (_CALLBACK, _START): frozenset({None}),
+        (_CHAINED_INVOKE, _START): frozenset({None}),
     }
 )
 RESULTING_STATUS: Mapping[tuple[str, str], str] = plain(
     {
-        (OperationType.STEP, OperationAction.START): OperationStatus.STARTED,
-        (OperationType.STEP, OperationAction.SUCCEED): OperationStatus.SUCCEEDED,
-        (OperationType.STEP, OperationAction.FAIL): OperationStatus.FAILED,
-        (OperationType.STEP, OperationAction.RETRY): OperationStatus.PENDING,
-        (OperationType.CONTEXT, OperationAction.START): OperationStatus.STARTED,
-        (OperationType.CONTEXT, OperationAction.SUCCEED): OperationStatus.SUCCEEDED,
-        (OperationType.CONTEXT, OperationAction.FAIL): OperationStatus.FAILED,
-        (OperationType.WAIT, OperationAction.START): OperationStatus.STARTED,
-        (OperationType.WAIT, OperationAction.CANCEL): OperationStatus.CANCELLED,
-        (OperationType.CALLBACK, OperationAction.START): OperationStatus.STARTED,
-        (OperationType.CHAINED_INVOKE, OperationAction.START): OperationStatus.STARTED,
+        (_STEP, _START): _STARTED,
+        (_STEP, _SUCCEED): _SUCCEEDED,
+        (_STEP, _FAIL): _FAILED,
+        (_STEP, _RETRY): _PENDING,
+        (_CONTEXT, _START): _STARTED,
+        (_CONTEXT, _SUCCEED): _SUCCEEDED,
+        (_CONTEXT, _FAIL): _FAILED,
+        (_WAIT, _START): _STARTED,
+        (_WAIT, _CANCEL): _CANCELLED,
+        (_CALLBACK, _START): _STARTED,
+        (_CHAINED_INVOKE, _START): _STARTED,
     }
 )
 
@@ -121,8 +144,8 @@ def validate_batch(updates: Sequence[Any], stored: Mapping[str, StoredOp]) -> No
     seen_in_batch: dict[str, str] = {}
     for update in updates:
         op_id, op_type, action = update["Id"], update["Type"], update["Action"]
-        if op_type == OperationType.EXECUTION:
-            _validate_outcome_fields(update, OperationType.EXECUTION)
+        if op_type == _EXECUTION:
+            _validate_outcome_fields(update, _EXECUTION)
             continue
         _validate_duplicate(update, seen_in_batch)
         _validate_parent(update, types, projected)
@@ -152,11 +175,7 @@ def _validate_shape(update: Any) -> None:
     payload = update.get("Payload")
     if payload is not None and not isinstance(payload, str):
         raise InvalidParameterValue("Payload must be a string")
-    if (
-        payload is not None
-        and op_type != OperationType.EXECUTION
-        and len(payload.encode()) > MAX_PAYLOAD_BYTES
-    ):
+    if payload is not None and op_type != _EXECUTION and len(payload.encode()) > MAX_PAYLOAD_BYTES:
         raise InvalidParameterValue(f"Payload of operation {op_id} exceeds {MAX_PAYLOAD_BYTES} bytes")
     if "Error" in update and update["Error"] is not None:
         _validate_error_object(update["Error"])
@@ -189,11 +208,15 @@ def _validate_error_object(error: Any) -> None:
 
 
 def _validate_execution_update_last(updates: Sequence[dict[str, Any]]) -> None:
-    positions = [i for i, update in enumerate(updates) if update["Type"] == OperationType.EXECUTION]
+    positions = [i for i, update in enumerate(updates) if update["Type"] == _EXECUTION]
     if len(positions) > 1:
         raise InvalidParameterValue("Cannot checkpoint multiple EXECUTION updates")
     if positions and positions[0] != len(updates) - 1:
         raise InvalidParameterValue("EXECUTION update must be the last update")
+
+
+# Types whose START may be followed by its completion in the same batch.
+_COMPLETED_AFTER_START = frozenset({_STEP, _CONTEXT})
 
 
 def _validate_duplicate(update: dict[str, Any], seen_in_batch: Mapping[str, str]) -> None:
@@ -201,9 +224,9 @@ def _validate_duplicate(update: dict[str, Any], seen_in_batch: Mapping[str, str]
     if op_id not in seen_in_batch:
         return
     allowed = (
-        update["Type"] in {OperationType.STEP, OperationType.CONTEXT}
-        and seen_in_batch[op_id] == OperationAction.START
-        and update["Action"] != OperationAction.START
+        update["Type"] in _COMPLETED_AFTER_START
+        and seen_in_batch[op_id] == _START
+        and update["Action"] != _START
     )
     if not allowed:
         raise InvalidParameterValue(f"Cannot update the same operation twice: {op_id}")
@@ -213,7 +236,7 @@ def _validate_parent(update: dict[str, Any], types: Mapping[str, str], projected
     parent_id = update.get("ParentId")
     if parent_id is None:
         return
-    if types.get(parent_id) != OperationType.CONTEXT or parent_id not in projected:
+    if types.get(parent_id) != _CONTEXT or parent_id not in projected:
         raise InvalidParameterValue(f"Invalid parent operation id: {parent_id}")
 
 
@@ -246,30 +269,30 @@ def _validate_outcome_fields(update: dict[str, Any], op_type: str) -> None:
     action = update["Action"]
     has_payload = update.get("Payload") is not None
     has_error = update.get("Error") is not None
-    if action == OperationAction.FAIL and has_payload:
+    if action == _FAIL and has_payload:
         raise InvalidParameterValue(f"Cannot provide a Payload for a {op_type} FAIL")
-    if action == OperationAction.SUCCEED and has_error:
+    if action == _SUCCEED and has_error:
         raise InvalidParameterValue(f"Cannot provide an Error for a {op_type} SUCCEED")
-    if action == OperationAction.RETRY and has_payload and has_error:
+    if action == _RETRY and has_payload and has_error:
         raise InvalidParameterValue("Cannot provide both Error and Payload for a STEP RETRY")
 
 
 def _validate_options(update: dict[str, Any]) -> None:
     op_type, action = update["Type"], update["Action"]
-    if op_type == OperationType.STEP and action == OperationAction.RETRY:
+    if op_type == _STEP and action == _RETRY:
         delay = _options(update, "StepOptions").get("NextAttemptDelaySeconds")
         _require_int("StepOptions.NextAttemptDelaySeconds", delay, 1, MAX_WAIT_SECONDS)
-    elif op_type == OperationType.WAIT and action == OperationAction.START:
+    elif op_type == _WAIT and action == _START:
         seconds = _options(update, "WaitOptions").get("WaitSeconds")
         _require_int("WaitOptions.WaitSeconds", seconds, 1, MAX_WAIT_SECONDS)
-    elif op_type == OperationType.CALLBACK:
+    elif op_type == _CALLBACK:
         options = update.get("CallbackOptions") or {}
         if not isinstance(options, dict):
             raise InvalidParameterValue("CallbackOptions must be an object")
         for key in ("TimeoutSeconds", "HeartbeatTimeoutSeconds"):
             if options.get(key) is not None:
                 _require_int(f"CallbackOptions.{key}", options[key], 0, MAX_CALLBACK_SECONDS)
-    elif op_type == OperationType.CHAINED_INVOKE:
+    elif op_type == _CHAINED_INVOKE:
         options = _options(update, "ChainedInvokeOptions")
         name = options.get("FunctionName")
         if not isinstance(name, str) or not 1 <= len(name) <= 256:
@@ -277,7 +300,7 @@ def _validate_options(update: dict[str, Any]) -> None:
         tenant = options.get("TenantId")
         if tenant is not None and (not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant)):
             raise InvalidParameterValue(f"Invalid TenantId: {tenant!r}")
-    elif op_type == OperationType.CONTEXT:
+    elif op_type == _CONTEXT:
         options = update.get("ContextOptions") or {}
         if not isinstance(options, dict):
             raise InvalidParameterValue("ContextOptions must be an object")
