@@ -652,3 +652,19 @@ def test_console_indexes_exist_on_postgresql(requires_postgresql: None) -> None:
     for name in ("name", "input", "result"):
         assert "gin_trgm_ops" in indexes[f"execution_{name}_trgm_idx"]
     assert "started_at DESC, id DESC" in indexes["execution_started_id_idx"]
+
+
+def test_the_functions_pages_show_the_failure_rate_as_a_percentage(client: Any) -> None:
+    """3 failed of 18 is 16.7%, not the fraction 0.17 with a percent sign ("0.2%")."""
+    from django.contrib.auth.models import User
+
+    from executions.console.formatting import percent
+
+    orders = make_function("orders")
+    for index in range(18):
+        status = "FAILED" if index < 3 else "SUCCEEDED"
+        make_execution(orders, status=status, started_at=NOW - minutes(index + 1))
+    client.force_login(User.objects.create_superuser("admin-rate", "a@example.com", "pw-not-used-1"))
+    assert "16.7%" in client.get("/functions/").content.decode()
+    assert "16.7%" in client.get("/functions/orders/").content.decode()
+    assert (percent(3 / 18), percent(0.0), percent(None)) == ("16.7%", "0.0%", "")

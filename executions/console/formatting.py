@@ -131,6 +131,13 @@ def error_message(error: Any) -> str:
     return str(error)[:300]
 
 
+def percent(fraction: float | None) -> str:
+    """A share as a percentage with one decimal: 3 failed of 18 is "16.7%"; None is ""."""
+    if fraction is None:
+        return ""
+    return f"{fraction * 100:.1f}%"
+
+
 def status_class(status: str | None) -> str:
     return f"st-{(status or 'unknown').lower().replace('_', '-')}"
 

@@ -20,6 +20,7 @@ FILTERS = (
     formatting.payload_size,
     formatting.error_message,
     formatting.status_class,
+    formatting.percent,
     formatting.isoformat,
     formatting.event_summary,
     formatting.add_delta,
