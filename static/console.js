@@ -5,9 +5,14 @@
 
   const $ = (selector, root) => (root || document).querySelector(selector);
   const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
-  const debounce = (fn, ms) => {
+  // At most one run per `ms`, and always one after the last call. Live refreshes use it:
+  // a debounce never fired while pushes kept coming (a busy list or home page stayed stale);
+  // this refreshes every `ms` instead, and once more after the last push.
+  const throttle = (fn, ms) => {
     let timer = null;
-    return (...args) => { clearTimeout(timer); timer = setTimeout(() => fn(...args), ms); };
+    return () => {
+      if (timer === null) timer = setTimeout(() => { timer = null; fn(); }, ms);
+    };
   };
   const typing = (el) => el && (el.isContentEditable || /^(TEXTAREA|SELECT)$/.test(el.tagName) ||
     (el.tagName === "INPUT" && !/^(checkbox|radio|button|submit|reset)$/.test(el.type)));
@@ -258,7 +263,7 @@
     if (!socket) return;
     event.preventDefault();
     if (!refreshers.has(socket)) {
-      refreshers.set(socket, debounce(() => {
+      refreshers.set(socket, throttle(() => {
         $$(socket.dataset.liveRefresh).forEach((el) => htmx.trigger(el, "live-refresh"));
       }, 1500));
     }
@@ -272,7 +277,7 @@
     const socket = event.target.closest("[data-live-target]");
     if (!socket || !String(event.detail.message).includes("data-live-sync")) return;
     if (!detailRefreshers.has(socket)) {
-      detailRefreshers.set(socket, debounce(() => htmx.trigger($(socket.dataset.liveTarget), "live-refresh"), 250));
+      detailRefreshers.set(socket, throttle(() => htmx.trigger($(socket.dataset.liveTarget), "live-refresh"), 250));
     }
     detailRefreshers.get(socket)();
   });
@@ -285,7 +290,7 @@
 
   // The execution list: a pushed row with no match on the page is a new execution (or one
   // on another page). On the first page, refetch the table with the current filter.
-  const refreshList = debounce(() => {
+  const refreshList = throttle(() => {
     const results = $("#execution-results");
     if (!results) return;
     if (results.dataset.firstPage === "true") {
