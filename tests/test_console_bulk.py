@@ -96,6 +96,7 @@ def test_bulk_by_filter_acts_on_what_the_filter_matches_that_the_action_applies_
     query = "function=wait-a-minute"
     confirm = client.post("/executions/bulk/", {"action": "stop", "scope": "filter", "query": query})
     assert b"Stop 2 executions?" in confirm.content
+    assert b"that can be stopped (RUNNING or PAUSED)" in confirm.content
     client.post(
         "/executions/bulk/",
         {"action": "stop", "scope": "filter", "query": query, "confirmed": "on", "reason": "r"},
@@ -174,7 +175,7 @@ def test_nothing_to_do_says_so(cast: Cast, driver: EngineDriver) -> None:
     response = cast.client("operator").post(
         "/executions/bulk/", {"action": "redrive", "scope": "filter", "query": "status=SUCCEEDED"}
     )
-    assert b"Nothing to do" in response.content
+    assert b"Nothing to do: no execution matches that can be redriven." in response.content
 
 
 def test_an_empty_selection_is_an_error(cast: Cast, driver: EngineDriver) -> None:
