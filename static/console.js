@@ -209,7 +209,10 @@
     const chosen = boxes.filter((box) => box.checked);
     boxes.forEach((box) => box.closest("tr") && box.closest("tr").classList.toggle("is-selected", box.checked));
     $$("[data-selected-count]").forEach((el) => { el.textContent = String(chosen.length); });
-    $$("[data-needs-selection]").forEach((el) => { el.disabled = chosen.length === 0; });
+    // Stop…/Redrive… need rows, unless the action is for everything the filter matches.
+    const byFilter = $("#scope-filter");
+    const nothing = chosen.length === 0 && !(byFilter && byFilter.checked);
+    $$("[data-needs-selection]").forEach((el) => { el.disabled = nothing; });
     const all = $("#select-all");
     if (all) {
       all.checked = boxes.length > 0 && chosen.length === boxes.length;
@@ -221,8 +224,13 @@
     if (event.target.id === "select-all") {
       $$("input[data-select]").forEach((box) => { box.checked = event.target.checked; });
     }
-    if (event.target.matches("#select-all, input[data-select]")) updateSelection();
+    if (event.target.matches("#select-all, input[data-select], input[name='scope']")) updateSelection();
   });
+  // Boxes the browser restored (Back from a bulk page, htmx history) or htmx swapped in.
+  document.addEventListener("DOMContentLoaded", updateSelection);
+  window.addEventListener("pageshow", updateSelection);
+  document.addEventListener("htmx:historyRestore", updateSelection);
+  document.addEventListener("htmx:afterSettle", updateSelection);
 
   /* --- live updates ----------------------------------------------------------------------------- */
   function setLive(state, title) {

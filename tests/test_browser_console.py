@@ -90,6 +90,31 @@ def test_stop_an_execution(console: tuple[LiveConsole, Any]) -> None:
     assert Execution.objects.get(pk=execution.pk).error == {"ErrorMessage": "Withdrawn by the author"}
 
 
+def test_bulk_actions_need_rows_or_the_filter_scope(console: tuple[LiveConsole, Any]) -> None:
+    """Stop…/Redrive… are disabled with nothing selected, also after Back from the confirmation."""
+    server, page = console
+    execution = start("document-approval", {"document_id": "bulk-ui-1"})
+    page.goto(server.at("/executions/"))
+    box = f"input[data-select][value='{execution.pk}']"
+    page.wait_for_selector(box)
+    assert page.is_disabled("#bulk-stop") and page.is_disabled("#bulk-redrive")
+    page.check(box)
+    assert page.inner_text("[data-selected-count]") == "1" and page.is_enabled("#bulk-stop")
+    page.uncheck(box)
+    assert page.is_disabled("#bulk-stop")
+    page.check("#scope-filter")  # everything the filter matches: no rows needed
+    assert page.is_enabled("#bulk-stop") and page.is_enabled("#bulk-redrive")
+    page.check("input[name=scope][value=selection]")
+    page.check("#select-all")
+    page.click("#bulk-stop")
+    page.wait_for_url("**/executions/bulk/")
+    page.go_back()
+    page.wait_for_selector(box)
+    checked = page.is_checked(box)
+    assert page.inner_text("[data-selected-count]") == ("1" if checked else "0")
+    assert page.is_enabled("#bulk-stop") == checked
+
+
 def test_redrive_a_failed_execution_after_the_fault_is_switched_off(console: tuple[LiveConsole, Any]) -> None:
     server, page = console
     execution = start(
