@@ -173,11 +173,8 @@ def queued_messages() -> int:
 # --- CPU from /proc ---------------------------------------------------------------------------
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """CPU seconds so far (user + system) of these processes and their live descendants.
-
-    A process that ended meanwhile takes its CPU with it, so callers clamp deltas at zero.
-    """
+def process_table() -> tuple[dict[int, float], dict[int, list[int]]]:
+    """Every live process's CPU seconds so far (user + system, /proc) and its children by parent."""
     tick = os.sysconf("SC_CLK_TCK")
     cpu: dict[int, float] = {}
     children: dict[int, list[int]] = {}
@@ -191,12 +188,26 @@ def cpu_seconds(pids: list[int]) -> float:
             continue
         cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
         children.setdefault(int(fields[1]), []).append(int(entry))
-    total, stack = 0.0, list(pids)
+    return cpu, children
+
+
+def descendants(pids: list[int], children: dict[int, list[int]]) -> list[int]:
+    """``pids`` and every live process below them."""
+    found, stack = [], list(pids)
     while stack:
         pid = stack.pop()
-        total += cpu.get(pid, 0.0)
+        found.append(pid)
         stack.extend(children.get(pid, ()))
-    return total
+    return found
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """CPU seconds so far (user + system) of these processes and their live descendants.
+
+    A process that ended meanwhile takes its CPU with it, so callers clamp deltas at zero.
+    """
+    cpu, children = process_table()
+    return sum(cpu.get(pid, 0.0) for pid in descendants(pids, children))
 
 
 STARTER_THREADS = 4

@@ -52,6 +52,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
 
+from bench import cluster
+
 REPO = Path(__file__).resolve().parent.parent
 TARGET_P95_MS = 300
 OPERATOR = "bench-operator"
@@ -477,28 +479,11 @@ class CpuMeter:
 
 def _group_cpu(groups: dict[str, list[int]]) -> dict[str, float]:
     """CPU seconds so far of each group's processes and their live descendants."""
-    tick = os.sysconf("SC_CLK_TCK")
-    cpu: dict[int, float] = {}
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        cpu[int(entry)] = (int(fields[11]) + int(fields[12])) / tick
-        children.setdefault(int(fields[1]), []).append(int(entry))
-    totals = {}
-    for name, roots in groups.items():
-        total, stack = 0.0, list(roots)
-        while stack:
-            pid = stack.pop()
-            total += cpu.get(pid, 0.0)
-            stack.extend(children.get(pid, ()))
-        totals[name] = total
-    return totals
+    cpu, children = cluster.process_table()
+    return {
+        name: sum(cpu.get(pid, 0.0) for pid in cluster.descendants(roots, children))
+        for name, roots in groups.items()
+    }
 
 
 def _machine_busy_seconds() -> float:

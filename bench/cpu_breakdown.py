@@ -14,7 +14,6 @@ invocations / 8 x the window). A diagnostic beside ``make bench``, not part of i
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import tempfile
 import time
@@ -24,36 +23,10 @@ from bench import cluster
 from bench.run import PG_SETTINGS, _setup_django
 from tests.servers import start_postgres, start_redis
 
-TICKS = os.sysconf("SC_CLK_TCK")
-
-
-def _children() -> dict[int, list[int]]:
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    parent = int(stat.read().rsplit(")", 1)[1].split()[1])
-            except OSError:
-                continue
-            children.setdefault(parent, []).append(int(entry))
-    return children
-
-
-def _tree(pid: int, children: dict[int, list[int]]) -> list[int]:
-    return [pid, *(p for child in children.get(pid, []) for p in _tree(child, children))]
-
 
 def _cpu(pids: list[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/stat") as stat:
-                fields = stat.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += (int(fields[11]) + int(fields[12])) / TICKS
-    return total
+    cpu, _children = cluster.process_table()
+    return sum(cpu.get(pid, 0.0) for pid in pids)
 
 
 def main() -> None:
@@ -82,13 +55,13 @@ def _pid(process: subprocess.Popen[bytes] | None) -> int:
 
 
 def _groups(running: cluster.Cluster, postgres: int, redis: int) -> dict[str, list[int]]:
-    children = _children()
+    _cpu_so_far, children = cluster.process_table()
     workers = [worker.pid for worker in running.workers]
     return {
         "worker processes": workers,
-        "sandbox children": [p for pid in workers for p in _tree(pid, children) if p != pid],
-        "scheduler": _tree(running.scheduler.pid, children),
-        "postgresql": _tree(postgres, children),
+        "sandbox children": [p for p in cluster.descendants(workers, children) if p not in workers],
+        "scheduler": cluster.descendants([running.scheduler.pid], children),
+        "postgresql": cluster.descendants([postgres], children),
         "redis": [redis],
     }
 
