@@ -114,7 +114,8 @@ class NotFast(Exception):
 def try_checkpoint(
     cache: CheckpointCache, arn: str, token: str, updates: Any, ts: TimestampFormat
 ) -> dict[str, Any] | None:
-    """The checkpoint's response if the fast path applied it; None if the locking path must run."""
+    """The checkpoint's response if the fast path applied it; None if the locking path must run
+    (the caller then forgets what the cache held: something else changed the execution)."""
     if connections[DEFAULT_DB_ALIAS].vendor != "postgresql":
         return None
     try:
@@ -122,14 +123,12 @@ def try_checkpoint(
     except NotFast:
         return None
     response = checkpoint_response(plan.execution, plan.delta, ts)
-    named = named_operation_ids(updates)
     try:
         applied = _write(plan, response)
     except Exception:
-        cache.forget(named)  # the outcome is unknown: re-read before trusting anything
+        cache.forget(named_operation_ids(updates))  # the outcome is unknown: re-read first
         raise
     if not applied:
-        cache.forget(named)
         return None
     cache.remember(plan.execution, response.get("CheckpointToken", ""), plan.changes.pending_operations())
     cache.fast_checkpoints += 1
