@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import threading
 
 import uvicorn
@@ -12,6 +13,19 @@ from durable_console.logs import announce, json_format
 from executions import metrics
 from executions.workers.embedded import EmbeddedWorkerPool
 from executions.workers.scheduler import run_forever
+
+
+class AnnouncingServer(uvicorn.Server):
+    """Prints the console's URL once the socket listens, so whoever reads it can connect."""
+
+    def __init__(self, config: uvicorn.Config, announcement: str) -> None:
+        super().__init__(config)
+        self.announcement = announcement
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started:  # not when binding failed: uvicorn has said why and exits
+            announce(self.announcement)
 
 
 def serve(*, host: str, port: int, embedded: bool = True) -> None:
@@ -35,9 +49,8 @@ def serve(*, host: str, port: int, embedded: bool = True) -> None:
         log_config=None if json_format() else LOGGING_CONFIG,
     )
     mode = "embedded workers + scheduler" if embedded else "web only"
-    announce(f"Durable Console on http://{host}:{port}/ ({mode}); Ctrl-C stops it")
     try:
-        uvicorn.Server(config).run()
+        AnnouncingServer(config, f"Durable Console on http://{host}:{port}/ ({mode}); Ctrl-C stops it").run()
     except KeyboardInterrupt:
         pass  # uvicorn already shut the server down; stop the rest below
     finally:

@@ -322,8 +322,12 @@ def check_metrics(stack: Stack, web: SpawnedProcess, api: Any) -> None:
     assert invocations >= executions  # every execution ran at least once; some suspended and resumed
     assert value(samples, "durable_invocation_duration_seconds_count") == invocations
     assert value(samples, "durable_invocations_total", function="slow-steps", outcome="SUCCEEDED") == 1
-    # One invocation returned SUCCEEDED per execution, and the two plain chained targets did.
-    assert value(samples, "durable_invocations_total", outcome="SUCCEEDED") == succeeded + 2
+    # One invocation returned SUCCEEDED per execution, and the two plain chained targets did;
+    # the killed worker counts a run when its sandbox returns, so a run that returned but
+    # was killed before its finish committed runs (and counts) again: at most one for each
+    # of its other three threads (the fourth was inside the slow step).
+    finished_runs = value(samples, "durable_invocations_total", outcome="SUCCEEDED")
+    assert succeeded + 2 <= finished_runs <= succeeded + 2 + 3
     assert value(samples, "durable_invocations_total", function="chain-inventory") == 1
     assert value(samples, "durable_checkpoint_duration_seconds_count", via="sdk") > invocations
     assert value(samples, "durable_checkpoint_operations_total", type="STEP", action="SUCCEED") >= 20
