@@ -64,6 +64,7 @@ PAGES = [
     ("/functions/booking/", LOOKERS),
     ("/functions/new/", ADMINS),
     ("/functions/booking/edit/", ADMINS),
+    ("/functions/booking/disable/", ADMINS),
     ("/functions/booking/start/", OPERATORS),
     ("/audit/", OPERATORS),
     ("/faults/", LOOKERS),
@@ -126,7 +127,7 @@ ACTIONS = [
         },
         ADMINS,
     ),
-    ("/functions/booking/enable/", {"enabled": "0"}, ADMINS),
+    ("/functions/booking/enable/", {"enabled": "0", "confirmed": "1"}, ADMINS),
     ("/functions/booking/start/", {"input_payload": "{}"}, OPERATORS),
     ("/faults/switch/", {"point": "payment.charge", "faults": "off"}, OPERATORS),
 ]

@@ -371,8 +371,16 @@ def test_disable_refuses_new_executions_with_a_clear_error_then_enable(
     cast: Cast, driver: EngineDriver
 ) -> None:
     client = cast.client("admin")
-    assert client.post("/functions/approval/enable/", {"enabled": "0"}).status_code == 302
+    unconfirmed = client.post("/functions/approval/enable/", {"enabled": "0"})
+    assert unconfirmed["Location"] == "/functions/approval/disable/"  # the confirmation page
+    assert Function.objects.get(name="approval").enabled is True
+    confirm = client.get("/functions/approval/disable/").content.decode()
+    assert 'id="confirm-disable"' in confirm and 'name="confirmed" value="1"' in confirm
+    assert client.post("/functions/approval/enable/", {"enabled": "0", "confirmed": "1"}).status_code == 302
     assert Function.objects.get(name="approval").enabled is False
+    detail = client.get("/functions/approval/").content.decode()
+    assert 'id="function-start"' not in detail and 'id="function-enable"' in detail  # no Start
+    assert client.get("/functions/approval/start/")["Location"] == "/functions/approval/"
     refused = client.post("/functions/approval/start/", {"input_payload": "{}"})
     assert refused.status_code == 400 and b"Function approval is disabled" in refused.content
     assert not Execution.objects.exists()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.urls import path
 
 from executions.console.views import actions, audit, bulk, diffs, executions, faults, functions, home
+from executions.console.views import administration as admin_pages
 
 app_name = "console"
 
@@ -32,8 +33,18 @@ urlpatterns = [
     path("functions/<str:name>/", functions.function_detail, name="function-detail"),
     path("functions/<str:name>/edit/", functions.function_edit, name="function-edit"),
     path("functions/<str:name>/enable/", functions.function_enable, name="function-enable"),
+    path("functions/<str:name>/disable/", functions.function_disable, name="function-disable"),
     path("functions/<str:name>/start/", functions.function_start, name="function-start"),
     path("audit/", audit.audit_log, name="audit"),
     path("faults/", faults.faults, name="faults"),
     path("faults/switch/", faults.fault_switch, name="fault-switch"),
+    # Admin pages (users, API keys): the admins group only.
+    path("users/", admin_pages.user_list, name="user-list"),
+    path("users/new/", admin_pages.user_create, name="user-create"),
+    path("users/<int:pk>/", admin_pages.user_detail, name="user-detail"),
+    path("users/<int:pk>/groups/", admin_pages.user_groups, name="user-groups"),
+    path("users/<int:pk>/active/", admin_pages.user_active, name="user-active"),
+    path("api-keys/", admin_pages.key_list, name="key-list"),
+    path("api-keys/new/", admin_pages.key_create, name="key-create"),
+    path("api-keys/<int:pk>/revoke/", admin_pages.key_revoke, name="key-revoke"),
 ]

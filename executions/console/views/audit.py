@@ -14,7 +14,7 @@ from executions.console.permissions import VIEW_AUDIT, require
 from executions.models import AuditEntry
 
 PAGE_SIZE = 100
-# The actions operator.py, the bulk jobs and the fault switches record (a prefix filters).
+# The actions operator.py, the bulk jobs, the fault switches and accounts.py record (a prefix filters).
 ACTIONS = (
     "execution.",
     "execution.start",
@@ -30,6 +30,8 @@ ACTIONS = (
     "function.",
     "bulk.",
     "fault.",
+    "user.",
+    "key.",
 )
 
 

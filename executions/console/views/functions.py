@@ -1,4 +1,4 @@
-"""The function registry: list, detail, create, edit, enable/disable, start an execution."""
+"""The function registry: list, detail, create, edit, enable/disable (confirmed), start an execution."""
 
 from __future__ import annotations
 
@@ -56,7 +56,8 @@ def function_detail(request: HtmxHttpRequest, name: str) -> HttpResponse:
         "versions": function.versions.order_by("-version"),
         "recent": recent,
         "can_change": allowed(user, CHANGE_FUNCTION),
-        "can_start": allowed(user, OPERATE_EXECUTION) and function.durable,
+        # A disabled function refuses new executions: no Start to offer.
+        "can_start": allowed(user, OPERATE_EXECUTION) and function.durable and function.enabled,
     }
     return render(request, "executions/function_detail.html", context)
 
@@ -87,15 +88,28 @@ def function_edit(request: HtmxHttpRequest, name: str) -> HttpResponse:
 def function_enable(request: HtmxHttpRequest, name: str) -> HttpResponse:
     function = function_get_for_user(request.user, name, change=True)
     enabled = request.POST.get("enabled") == "1"
+    if not enabled and request.POST.get("confirmed") != "1":
+        return redirect("console:function-disable", name=function.name)  # confirm first
     operator.function_set_enabled(Actor.console(request.user), function.name, enabled)
     messages.success(request, f"{function.name} is {'enabled' if enabled else 'disabled'}.")
     return redirect("console:function-detail", name=function.name)
+
+
+@require_GET
+@require(VIEW_FUNCTION, CHANGE_FUNCTION)
+def function_disable(request: HtmxHttpRequest, name: str) -> HttpResponse:
+    """Disabling refuses every new execution, chained invokes included: confirm it first."""
+    function = function_get_for_user(request.user, name, change=True)
+    return render(request, "executions/function_disable.html", {"function": function})
 
 
 @require_http_methods(["GET", "POST"])
 @require(VIEW_FUNCTION, OPERATE_EXECUTION)
 def function_start(request: HtmxHttpRequest, name: str) -> HttpResponse:
     function = function_get_for_user(request.user, name, operate=True)
+    if not function.enabled and request.method == "GET":  # a POST gets the service's refusal
+        messages.error(request, f"{function.name} is disabled: enable it to start executions.")
+        return redirect("console:function-detail", name=function.name)
     form = StartForm(request.POST or None)
     if request.method == "POST" and form.is_valid() and (started := _started(request, function, form)):
         note = "Execution started." if started.created else "Started before under this name: the same one."
