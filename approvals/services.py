@@ -108,6 +108,8 @@ def approval_request_create(
                 for name, user, group in resolved
             )
             _plan_notifications(request, resolved)
+            # The title names the execution in the console unless its input gave it a label.
+            services.execution_label_fill_in(op.execution_id, title)
             audit.record(
                 Actor.system("approvals"),
                 "approval.request",

@@ -29,6 +29,7 @@ def register_demo_functions() -> None:
             durable=demo.durable,
             description=demo.description,
             execution_timeout=demo.execution_timeout,
+            label_field=demo.label_field,
         )
 
 

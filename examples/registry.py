@@ -25,6 +25,9 @@ class DemoFunction:
     durable: bool
     description: str
     execution_timeout: int  # seconds
+    # The input field whose value labels each execution in the console ("" for none: then
+    # an approval's title labels it, as for document-approval).
+    label_field: str = ""
 
     def load(self) -> Any:
         """Import and return the handler callable."""
@@ -42,6 +45,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "retry from the last checkpoint, a declined card releases the reservation."
         ),
         execution_timeout=15 * 60,
+        label_field="order_id",
     ),
     DemoFunction(
         name="order-processing",
@@ -53,6 +57,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "voided, an interrupted capture refunded."
         ),
         execution_timeout=15 * 60,
+        label_field="order_id",
     ),
     DemoFunction(
         name="document-approval",
@@ -73,6 +78,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "hour, load, verify."
         ),
         execution_timeout=48 * HOUR,
+        label_field="job_id",
     ),
     DemoFunction(
         name="function-chaining",
@@ -83,6 +89,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "functions; each result is checkpointed."
         ),
         execution_timeout=15 * 60,
+        label_field="order_id",
     ),
     DemoFunction(
         name="chain-customer",
@@ -90,6 +97,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
         durable=True,
         description="Chained target (durable): look up the customer and assess risk.",
         execution_timeout=5 * 60,
+        label_field="order_id",
     ),
     DemoFunction(
         name="chain-inventory",
@@ -104,6 +112,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
         durable=True,
         description="Chained target (durable): charge the card with backoff retries.",
         execution_timeout=10 * 60,
+        label_field="order_id",
     ),
     DemoFunction(
         name="chain-fulfilment",
@@ -121,6 +130,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "timeout), set up the profile in parallel, send a welcome e-mail."
         ),
         execution_timeout=49 * HOUR,
+        label_field="email",
     ),
     DemoFunction(
         name="batch-processing",
@@ -128,6 +138,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
         durable=True,
         description="Fetch record ids, split into batches, map with max_concurrency=5, aggregate.",
         execution_timeout=HOUR,
+        label_field="job_id",
     ),
     DemoFunction(
         name="booking",
@@ -138,6 +149,7 @@ DEMO_FUNCTIONS: tuple[DemoFunction, ...] = (
             "(step retries with exponential backoff)."
         ),
         execution_timeout=15 * 60,
+        label_field="booking_id",
     ),
 )
 

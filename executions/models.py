@@ -29,6 +29,10 @@ DEFAULT_FUNCTION_TIMEOUT_SECONDS = 300
 DEFAULT_FUNCTION_MEMORY_MB = 512
 FUNCTION_TIMEOUT_RANGE = (1, 900)
 FUNCTION_MEMORY_RANGE = (128, 10_240)
+# Execution labels (the business name people know an execution by) and the function
+# setting that names the input field they come from.
+LABEL_MAX_LENGTH = 200
+LABEL_FIELD_MAX_LENGTH = 128
 
 
 class Function(models.Model):
@@ -53,6 +57,16 @@ class Function(models.Model):
         default=DEFAULT_FUNCTION_MEMORY_MB, help_text="MB per invocation; 128 to 10,240"
     )
     environment = models.JSONField(default=dict, blank=True, help_text="Environment variables")
+    # The input field whose value labels each execution in the console ("order_id", or a
+    # dotted path into nested objects: "customer.id"); read once, at start (Execution.label).
+    # db_default too: bulk loaders (bench/console_seed.py) insert rows without naming it.
+    label_field = models.CharField(
+        max_length=LABEL_FIELD_MAX_LENGTH,
+        blank=True,
+        default="",
+        db_default="",
+        help_text="Input field whose value labels each execution (e.g. order_id, or customer.id)",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -128,17 +142,17 @@ class ExecutionQuerySet(models.QuerySet["Execution"]):
         return self.filter(ended_at__gte=after, ended_at__lt=before)
 
     def matching(self, search: str) -> ExecutionQuerySet:
-        """By ARN or name: an ``arn:`` string is an exact ARN; anything else is a
-        case-insensitive part of the name (a prefix when shorter than 3 characters,
-        too short for trigrams). Unique ARN index; trigram index on name.
+        """By ARN, name or label: an ``arn:`` string is an exact ARN; anything else is a
+        case-insensitive part of the name or the label (a prefix when shorter than 3
+        characters, too short for trigrams). Unique ARN index; trigram indexes on name and label.
         """
         search = search.strip()
         if not search:
             return self
         if search.lower().startswith("arn:"):
             return self.filter(arn=search)
-        prefix = len(search) < TRIGRAM_MIN_LENGTH
-        return self.filter(ILike("name", like_pattern(search, prefix=prefix)))
+        pattern = like_pattern(search, prefix=len(search) < TRIGRAM_MIN_LENGTH)
+        return self.filter(Q(ILike("name", pattern)) | Q(ILike("label", pattern)))
 
     def containing_text(self, text: str) -> ExecutionQuerySet:
         """``text`` (case-insensitive) inside the input or the result. Trigram indexes on
@@ -163,6 +177,9 @@ class Execution(models.Model):
     result = models.TextField(null=True, blank=True)
     error = models.JSONField(null=True, blank=True)
     tenant_id = models.CharField(max_length=256, blank=True, default="")
+    # What people know it by: the value of the function's label_field in the input (set at
+    # start), else the title of the first approval request it makes. Never parsed per view.
+    label = models.CharField(max_length=LABEL_MAX_LENGTH, blank=True, default="", db_default="")
     started_at = models.DateTimeField()
     ended_at = models.DateTimeField(null=True, blank=True)
     execution_timeout = models.PositiveIntegerField()
@@ -250,6 +267,7 @@ class Execution(models.Model):
             # Name search (part of a name, any case) and text search in input and result,
             # by ILIKE (ExecutionQuerySet.matching / containing_text).
             PostgresTrigramIndex(fields=["name"], name="execution_name_trgm_idx"),
+            PostgresTrigramIndex(fields=["label"], name="execution_label_trgm_idx"),
             PostgresTrigramIndex(fields=["input_payload"], name="execution_input_trgm_idx"),
             PostgresTrigramIndex(fields=["result"], name="execution_result_trgm_idx"),
         ]

@@ -139,6 +139,7 @@ def function_save(actor: Actor, **fields: Any) -> Function:
             timeout_seconds=function.timeout_seconds,
             memory_mb=function.memory_mb,
             environment_keys=sorted(function.environment),
+            label_field=function.label_field,
         )
         return function
 

@@ -52,7 +52,7 @@ from executions.engine.lifecycle import (
     redrive_interrupted_operations,
     redrive_preview,
 )
-from executions.engine.starts import StartResult, execution_start
+from executions.engine.starts import StartResult, execution_label_fill_in, execution_start
 from executions.engine.timers import (
     timers_fire_batch,
     timers_fire_due,
@@ -76,6 +76,7 @@ __all__ = [
     "callback_succeed_operation",
     "checkpoint",
     "execution_delete",
+    "execution_label_fill_in",
     "execution_pause",
     "execution_redrive",
     "execution_redrive_planned",

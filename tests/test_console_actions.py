@@ -424,10 +424,15 @@ def test_chained_invokes_link_to_the_child_execution(cast: Cast, driver: EngineD
     assert child is not None
     page = cast.client("viewer").get(f"/executions/{parent.pk}/").content.decode()
     assert f'href="/executions/{child.pk}/" data-testid="child-link"' in page
+    # The child links back to the parent's invoke row, naming the parent by its label.
+    assert child.label == "c-1"  # chain-customer is labelled by the order id it was given
+    back = cast.client("viewer").get(f"/executions/{child.pk}/").content.decode()
     assert (
-        f'href="/executions/{parent.pk}/">parent execution'
-        in cast.client("viewer").get(f"/executions/{child.pk}/").content.decode()
+        f'href="/executions/{parent.pk}/#op-{child.parent_operation_id}" data-testid="parent-link">'
+        "function-chaining · c-1</a>" in back
     )
+    invoke = Operation.objects.get(execution=parent, operation_id=child.parent_operation_id)
+    assert f"through its invoke “{invoke.name}”" in back
 
 
 def test_history_filters_by_type_and_htmx_gets_only_the_region(cast: Cast, driver: EngineDriver) -> None:

@@ -48,10 +48,11 @@ def test_execution_list(cast: Cast, rows: int, django_assert_num_queries: Callab
     executions = seed_running(rows)
     operator.stop(Actor.cli(), executions[0].arn, "one of each")
     client = cast.client("operator")
-    # page + status chips + the function select (the last two from the console cache once read)
-    with django_assert_num_queries(AUTH + 3):
+    # page + current steps + status chips + the function select (the last two from the
+    # console cache once read)
+    with django_assert_num_queries(AUTH + 4):
         get_ok(client, "/executions/")
-    with django_assert_num_queries(AUTH + 2):  # chips of other filters; the same function select
+    with django_assert_num_queries(AUTH + 3):  # chips of other filters; the same function select
         get_ok(client, "/executions/?status=RUNNING&function=order-processing&q=q-&after=24h")
 
 

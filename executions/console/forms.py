@@ -15,6 +15,7 @@ from executions.engine.functions import (
     InvalidFunctionConfig,
     check_environment,
     check_handler_kind,
+    check_label_field,
     check_memory_mb,
     check_timeout_seconds,
     parse_environment_lines,
@@ -22,6 +23,7 @@ from executions.engine.functions import (
 from executions.models import (
     DEFAULT_FUNCTION_MEMORY_MB,
     DEFAULT_FUNCTION_TIMEOUT_SECONDS,
+    LABEL_FIELD_MAX_LENGTH,
     AuditChannel,
     BulkJob,
 )
@@ -148,6 +150,14 @@ class FunctionForm(forms.Form):
         ),
         help_text="One KEY=VALUE per line; at most 4 KB in all. A change makes a new version.",
     )
+    label_field = forms.CharField(
+        label="Label field",
+        required=False,
+        max_length=LABEL_FIELD_MAX_LENGTH,
+        widget=forms.TextInput(attrs={"class": "mono", "spellcheck": "false", "placeholder": "order_id"}),
+        help_text="The input field whose value labels each execution in the console (order_id, or "
+        "customer.id for a nested one). Executions started from now on get it.",
+    )
 
     field_order = (
         "name",
@@ -156,6 +166,7 @@ class FunctionForm(forms.Form):
         "timeout_seconds",
         "memory_mb",
         "environment",
+        "label_field",
         "description",
         "execution_timeout",
         "retention_days",
@@ -187,6 +198,12 @@ class FunctionForm(forms.Form):
             return None
         lines = self.cleaned_data["environment"].splitlines()
         return _service_checked(_checked_environment_lines, lines)
+
+    def clean_label_field(self) -> str | None:
+        """The field's text checked by the registry; a POST without it keeps the current one."""
+        if self.is_bound and self.add_prefix("label_field") not in self.data:
+            return None
+        return _service_checked(check_label_field, self.cleaned_data["label_field"])
 
     def clean(self) -> dict[str, Any]:
         cleaned = super().clean() or {}

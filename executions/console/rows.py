@@ -23,6 +23,7 @@ from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
 from executions.console.formatting import duration, elapsed, status_class
+from executions.console.steps import current_step_cell
 from executions.vocabulary import ExecutionStatus
 
 if TYPE_CHECKING:
@@ -38,9 +39,10 @@ LIST_ROW = (
     '  <td class="check"><input type="checkbox" name="ids" value="{pk}" form="bulk-form" data-select '
     'aria-label="Select {name}"></td>\n'
     '  <td><span class="badge {cls}" data-testid="row-status">{status}</span></td>\n'
-    '  <td><a class="id" href="{detail}" data-nav-link>{short_name}</a></td>\n'
+    '  <td><a class="id" href="{detail}" data-nav-link>{short_name}</a>{label}</td>\n'
     '  <td><a href="{list}?function={function_query}">{function}</a> '
     '<span class="muted small">v{version}</span></td>\n'
+    '  <td class="step-cell hide-sm" data-testid="row-step">{step}</td>\n'
     '  <td class="nowrap"><time datetime="{started_iso}" title="{started_local_iso}">{started}</time></td>\n'
     '  <td class="num nowrap">{duration}</td>\n'
     '  <td class="hide-sm nowrap">{ended}</td>\n'
@@ -51,13 +53,15 @@ WAITING_ROW = (
     '<tr data-nav-item data-testid="waiting-row">\n'
     "  <td><strong>{name}</strong></td>\n"
     "  <td>{function}</td>\n"
-    '  <td><a class="id" href="{detail}" data-nav-link>{execution}</a>{paused}</td>\n'
+    '  <td><a class="id" href="{detail}" data-nav-link>{execution}</a>{label}{paused}</td>\n'
     '  <td class="num nowrap">{age}</td>\n'
     '  <td class="nowrap">{time_left}</td>\n'
     '  <td class="right">{complete}</td>\n'
     "</tr>\n"
 )
 PAUSED_BADGE = '\n    <span class="badge st-paused">PAUSED</span>'
+# An execution's business label (Execution.label) under its name.
+LABEL = '<span class="row-label" data-testid="row-label">{}</span>'
 
 
 @lru_cache(maxsize=64)
@@ -75,6 +79,10 @@ def _url(name: str, *args: object) -> str:
 def _truncated(text: str, length: int) -> str:
     """``truncatechars``: at most ``length`` characters, the last one an ellipsis when cut."""
     return text if len(text) <= length else text[: length - 1] + "…"
+
+
+def _label(execution: Execution) -> str:
+    return LABEL.format(escape(_truncated(execution.label, 80))) if execution.label else ""
 
 
 def execution_row(execution: Execution) -> SafeString:
@@ -100,6 +108,9 @@ def execution_row(execution: Execution) -> SafeString:
             function_query=escape(quote(function, safe="/")),
             function=escape(function),
             version=int(execution.function_version),
+            label=_label(execution),
+            # Set by queries.current_step.attach_current_steps (the list view, live pushes).
+            step=current_step_cell(getattr(execution, "current_step", None)),
             started_iso=escape(execution.started_at.isoformat()),
             started_local_iso=escape(started.isoformat()),
             started=escape(started.strftime("%Y-%m-%d %H:%M:%S")),
@@ -129,6 +140,7 @@ def waiting_row(item: WaitingCallback, now: datetime.datetime, *, can_complete: 
             function=escape(execution.function.name),
             detail=escape(_url("console:execution-detail", execution.pk)),
             execution=escape(_truncated(execution.name, 40)),
+            label=_label(execution),
             paused=PAUSED_BADGE if execution.status == ExecutionStatus.PAUSED else "",
             age=escape(duration(item.age)),
             time_left=time_left,

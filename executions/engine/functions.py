@@ -27,12 +27,15 @@ from executions.models import (
     DEFAULT_FUNCTION_TIMEOUT_SECONDS,
     FUNCTION_MEMORY_RANGE,
     FUNCTION_TIMEOUT_RANGE,
+    LABEL_FIELD_MAX_LENGTH,
     Function,
     FunctionVersion,
 )
 from executions.workers.remote import RemoteHandler, is_remote
 
 FUNCTION_NAME_PATTERN = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+# A label field: input keys joined by dots ("order_id", "customer.id").
+LABEL_FIELD_PATTERN = re.compile(r"^[\w-]+(\.[\w-]+)*$")
 HANDLER_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$")
 ARN_PATTERN = re.compile(
     r"^arn:aws[a-zA-Z-]*:lambda:(?P<region>[a-z0-9-]+):(?P<account>\d{12}):function:"
@@ -373,6 +376,19 @@ def _checked_change(
     )
 
 
+def check_label_field(value: object) -> str:
+    """The input field that labels executions: keys joined by dots, or "" for none."""
+    if isinstance(value, str):
+        value = value.strip()
+        if not value or (len(value) <= LABEL_FIELD_MAX_LENGTH and LABEL_FIELD_PATTERN.match(value)):
+            return value
+    raise InvalidFunctionConfig(
+        "label_field",
+        f"Label field must be an input key, or keys joined by dots (customer.id): letters, digits, "
+        f"_ and -, at most {LABEL_FIELD_MAX_LENGTH} characters; got {value!r}",
+    )
+
+
 def _checked_execution_timeout(execution_timeout: int | None) -> int:
     timeout = execution_timeout or settings.DURABLE_DEFAULT_EXECUTION_TIMEOUT_SECONDS
     if not 1 <= timeout <= 31_622_400:
@@ -393,19 +409,22 @@ def function_register(
     timeout_seconds: int | None = None,
     memory_mb: int | None = None,
     environment: dict[str, str] | None = None,
+    label_field: str | None = None,
 ) -> Function:
     """Create or update a function. Everything is checked before anything is written.
 
     A new handler, Timeout, MemorySize or environment makes a new version carrying all
     four, so running executions keep the configuration they started with (docs/architecture.md);
     description, enabled, execution timeout and retention apply to the function as is.
-    ``None`` for the Lambda settings keeps the current value (the default on create).
+    ``None`` for the Lambda settings keeps the current value (the default on create), and so
+    it does for ``label_field`` (the input field that labels executions started from now on).
     """
     if not FUNCTION_NAME_PATTERN.match(name):
         raise InvalidParameterValue(f"Invalid function name {name!r}: use [A-Za-z0-9_-], 1-64")
     check_handler_kind(handler, durable=durable)
     timeout = _checked_execution_timeout(execution_timeout)
     change = _checked_change(timeout_seconds, memory_mb, environment)
+    labels = None if label_field is None else check_label_field(label_field)
     function = Function.objects.select_for_update().filter(name=name).first()
     if function is None:
         config = change.applied_to(VersionConfig(handler), handler)
@@ -416,6 +435,7 @@ def function_register(
             execution_timeout=timeout,
             retention_days=retention_days or 14,
             enabled=enabled,
+            label_field=labels or "",
             **config.fields(),
         )
         FunctionVersion.objects.create(function=function, version=1, **config.fields())
@@ -427,6 +447,8 @@ def function_register(
     function.enabled = enabled
     if retention_days:
         function.retention_days = retention_days
+    if labels is not None:
+        function.label_field = labels
     function.save()
     return function
 

@@ -24,6 +24,7 @@ from django.template.loader import render_to_string
 
 from executions.engine import db_retry
 from executions.models import Execution, Function
+from executions.queries.current_step import attach_current_steps
 
 # The fragments never show these; they can be large.
 UNUSED_COLUMNS = ("input_payload", "result", "last_response", "last_inbound_token", "updated_operation_ids")
@@ -41,8 +42,11 @@ def render_execution_push(execution: Execution) -> str:
 
 
 def render_list_push(executions: Iterable[Execution]) -> str:
+    rows = list(executions)
+    # The rows' "Current step" column: one query for them all, retried like load().
+    db_retry.call(lambda: attach_current_steps(rows))
     return "".join(
-        render_to_string("executions/list.html#row", {"execution": execution}) for execution in executions
+        render_to_string("executions/list.html#row", {"execution": execution}) for execution in rows
     )
 
 

@@ -711,6 +711,7 @@ WAITING_FIELDS = (
     "callback_heartbeat_at",
     "execution",
     "execution__name",
+    "execution__label",
     "execution__arn",
     "execution__status",
     "execution__timeout_at",

@@ -41,7 +41,7 @@ def compare(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     candidates = (
         Execution.objects.filter(function_id=left.function_id)
         .exclude(pk=left.pk)
-        .only("pk", "name", "status", "started_at")
+        .only("pk", "name", "label", "status", "started_at")
         .order_by("-started_at", "-id")[:COMPARE_CANDIDATES]
     )
     context = {

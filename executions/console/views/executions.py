@@ -25,6 +25,7 @@ from executions.engine import clock
 from executions.models import Execution
 from executions.queries import cache as console_cache
 from executions.queries import console as cq
+from executions.queries.current_step import attach_current_steps
 from executions.vocabulary import ExecutionAction, OperationStatus, OperationType, allows
 
 PAGE_SIZE = 50
@@ -37,6 +38,7 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
     filters, errors = cq.ExecutionFilters.from_query(request.GET)
     cursor = request.GET.get("cursor") or None
     page = cq.execution_page(filters, cursor=cursor, limit=PAGE_SIZE)
+    attach_current_steps(page.rows)  # one query for the page's "Current step" column
     now = clock.now()
     counts, function_names = console_cache.cached_many(
         [cq.wanted_status_counts(filters), cq.wanted_function_names()], now=now

@@ -152,6 +152,7 @@ def _initial(function: Function) -> dict[str, Any]:
         "retention_days",
         "timeout_seconds",
         "memory_mb",
+        "label_field",
     )
     initial = {field: getattr(function, field) for field in fields}
     initial["environment"] = format_environment_lines(function.environment or {})

@@ -58,6 +58,12 @@ class Command(BaseCommand):
             "--execution-timeout", type=int, metavar="N", help="Durable execution timeout in seconds"
         )
         register.add_argument("--timeout", type=int, help="Deprecated: use --execution-timeout")
+        register.add_argument(
+            "--label-field",
+            metavar="KEY",
+            help="The input field that labels each execution in the console (order_id, or "
+            'customer.id for a nested one); "" for none; omit to keep it',
+        )
         register.set_defaults(run=self.functions_register)
         listing = fsub.add_parser("list", help="List registered functions")
         listing.set_defaults(run=self.functions_list)
@@ -180,6 +186,7 @@ class Command(BaseCommand):
             timeout_seconds=options.timeout_seconds,
             memory_mb=options.memory_mb,
             environment=_environment(options),
+            label_field=options.label_field,
         )
         self.stdout.write(
             f"{function.name} v{function.version} -> {function.handler} "
