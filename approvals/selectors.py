@@ -11,10 +11,11 @@ from __future__ import annotations
 import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass
+from urllib.parse import urlencode
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch
+from django.db.models import Prefetch, Q
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 
@@ -78,21 +79,101 @@ def request_get_for_user(scope: InboxScope, pk: int) -> ApprovalRequest:
 # --- the inbox --------------------------------------------------------------------------------
 
 
-def tab_requests(scope: InboxScope, tab: str, now: datetime.datetime) -> ApprovalRequestQuerySet:
+@dataclass(frozen=True)
+class Sort:
+    key: str
+    label: str
+    order: tuple[str, ...]
+
+
+_OLDEST = Sort("oldest", "Oldest first", ("created_at", "id"))
+_NEWEST = Sort("newest", "Newest first", ("-created_at", "-id"))
+# Per tab, the first is the default: what needs attention first, then the two by age.
+TAB_SORTS: dict[str, tuple[Sort, ...]] = {
+    "assigned": (Sort("time-left", "Least time left", ("expires_at", "id")), _OLDEST, _NEWEST),
+    "decided": (Sort("recent", "Recently decided", ("-decided_at", "-created_at", "-id")), _OLDEST, _NEWEST),
+    "expired": (Sort("recent", "Recently expired", ("-expires_at", "-id")), _OLDEST, _NEWEST),
+}
+MAX_SEARCH_WORDS = 8
+_SEARCHED = ("title__icontains", "summary__icontains", "execution__name__icontains")
+_SEARCHED_FUNCTION = "execution__function__name__icontains"
+
+
+@dataclass(frozen=True)
+class InboxQuery:
+    """Which list the inbox shows: a tab, a search and an order (all from the query string)."""
+
+    tab: str = "assigned"
+    q: str = ""
+    sort: str = ""
+
+    @classmethod
+    def parse(cls, tab: str, q: str = "", sort: str = "") -> InboxQuery:
+        """Unknown tabs and sorts fall back to the defaults; the search is trimmed."""
+        tab = tab if tab in TABS else "assigned"
+        sort = sort if any(s.key == sort for s in TAB_SORTS[tab]) else TAB_SORTS[tab][0].key
+        return cls(tab=tab, q=" ".join(q.split())[:200], sort=sort)
+
+    @property
+    def sorts(self) -> tuple[Sort, ...]:
+        return TAB_SORTS[self.tab]
+
+    @property
+    def order(self) -> tuple[str, ...]:
+        return next((s.order for s in self.sorts if s.key == self.sort), self.sorts[0].order)
+
+    def with_tab(self, tab: str) -> InboxQuery:
+        return InboxQuery.parse(tab, self.q, self.sort)
+
+    def params(self, *, tab: bool = True) -> str:
+        """The query string that shows this list again (defaults left out)."""
+        values = {"tab": self.tab} if tab and self.tab != "assigned" else {}
+        if self.q:
+            values["q"] = self.q
+        if self.sort != self.sorts[0].key:
+            values["sort"] = self.sort
+        return urlencode(values)
+
+    @property
+    def url(self) -> str:
+        params = self.params()
+        return reverse("approvals:inbox") + (f"?{params}" if params else "")
+
+    def detail_url(self, pk: int) -> str:
+        """A request's page that keeps this search and order (a reload shows the same list)."""
+        params = self.params(tab=False)
+        return reverse("approvals:detail", args=[pk]) + (f"?{params}" if params else "")
+
+
+def _matching(requests: ApprovalRequestQuerySet, q: str) -> ApprovalRequestQuerySet:
+    """Every word somewhere in the title, summary, execution name or function name."""
+    for word in q.split()[:MAX_SEARCH_WORDS]:
+        anywhere = Q(**{_SEARCHED_FUNCTION: word})
+        for lookup in _SEARCHED:
+            anywhere |= Q(**{lookup: word})
+        requests = requests.filter(anywhere)
+    return requests
+
+
+def tab_requests(
+    scope: InboxScope, tab: str, now: datetime.datetime, q: str = "", sort: str = ""
+) -> ApprovalRequestQuerySet:
     """Assigned: open and not yet answered by me. Decided: settled, or answered by me and
-    waiting for others. Expired: can no longer be decided and was not."""
-    requests = visible_requests(scope).with_vote_by(scope.user)
-    if tab == "assigned":
-        return requests.open(now).filter(voted=False).order_by("expires_at", "id")
-    if tab == "decided":
-        waiting_for_others = requests.open(now).filter(voted=True)
-        settled = requests.decided()
-        return (settled | waiting_for_others).order_by("-decided_at", "-created_at", "-id")
-    return requests.expired(now).order_by("-expires_at", "-id")
+    waiting for others. Expired: can no longer be decided and was not. Filtered by the
+    search ``q`` and ordered by ``sort`` (see TAB_SORTS), both in the one query."""
+    query = InboxQuery.parse(tab, q, sort)
+    requests = _matching(visible_requests(scope).with_vote_by(scope.user), query.q)
+    if query.tab == "assigned":
+        chosen = requests.open(now).filter(voted=False)
+    elif query.tab == "decided":
+        chosen = requests.decided() | requests.open(now).filter(voted=True)
+    else:
+        chosen = requests.expired(now)
+    return chosen.order_by(*query.order)
 
 
-def tab_counts(scope: InboxScope, now: datetime.datetime) -> dict[str, int]:
-    return {tab: tab_requests(scope, tab, now).count() for tab in TABS}
+def tab_counts(scope: InboxScope, now: datetime.datetime, q: str = "") -> dict[str, int]:
+    return {tab: tab_requests(scope, tab, now, q).count() for tab in TABS}
 
 
 @dataclass(frozen=True)
@@ -104,8 +185,8 @@ class InboxRow:
     voted: bool
 
 
-def inbox_rows(scope: InboxScope, tab: str, now: datetime.datetime) -> list[InboxRow]:
-    requests = list(tab_requests(scope, tab, now)[:TAB_LIMIT])
+def inbox_rows(scope: InboxScope, query: InboxQuery, now: datetime.datetime) -> list[InboxRow]:
+    requests = list(tab_requests(scope, query.tab, now, query.q, query.sort)[:TAB_LIMIT])
     approvals = _approval_counts(r.pk for r in requests)
     return [
         InboxRow(
@@ -125,6 +206,24 @@ def _approval_counts(request_ids: Iterable[int]) -> dict[int, int]:
     for request_id in approving.values_list("request_id", flat=True):
         counts[request_id] = counts.get(request_id, 0) + 1
     return counts
+
+
+def waiting_ids(scope: InboxScope, query: InboxQuery, now: datetime.datetime) -> list[int]:
+    """The pks of the user's assigned tab, searched and ordered as the list shows them."""
+    waiting = tab_requests(scope, "assigned", now, query.q, query.sort)
+    return list(waiting.values_list("pk", flat=True)[:TAB_LIMIT])
+
+
+def next_waiting(
+    scope: InboxScope, query: InboxQuery, now: datetime.datetime, before: list[int], decided: int
+) -> int | None:
+    """The request to open after deciding ``decided``: the one that followed it in the list
+    (``before``, read before the decision), else the one before it, else the list's first."""
+    after = [pk for pk in waiting_ids(scope, query, now) if pk != decided]
+    still = set(after)
+    at = before.index(decided) if decided in before else len(before)
+    candidates = before[at + 1 :] + before[:at][::-1]
+    return next((pk for pk in candidates if pk in still), after[0] if after else None)
 
 
 def tab_for(request: ApprovalRequest, state: str, voted: bool) -> str:

@@ -20,18 +20,21 @@ from django_htmx.http import trigger_client_event
 from approvals import selectors, services
 from approvals.errors import AlreadyDecided, ApprovalError, LinkInvalid, LinkUsed, RequestExpired
 from approvals.forms import DecisionForm
-from approvals.selectors import TABS, InboxScope, RequestDetail
+from approvals.models import Outcome, RequestStatus
+from approvals.selectors import TABS, InboxQuery, InboxScope, RequestDetail
 from executions.engine import clock
 
 PAGE = "approvals/inbox.html"
 LINK_PAGE = "approvals/link.html"
 POLL_SECONDS = 4
 CHANGED_EVENT = "approvals-changed"
+FILTERS = "approval-filters"  # the id of the search form
 
 
-def _tab(request: HttpRequest, default: str = "assigned") -> str:
-    tab = request.GET.get("tab", default)
-    return tab if tab in TABS else default
+def _query(request: HttpRequest) -> InboxQuery:
+    """The list's tab, search and order: from the query string, or a decision's form fields."""
+    source = request.POST if request.method == "POST" else request.GET
+    return InboxQuery.parse(source.get("tab", "assigned"), source.get("q", ""), source.get("sort", ""))
 
 
 def _open_id(request: HttpRequest) -> int | None:
@@ -39,17 +42,22 @@ def _open_id(request: HttpRequest) -> int | None:
     return int(value) if value.isdigit() else None
 
 
-def _list_context(scope: InboxScope, tab: str, open_id: int | None) -> dict[str, Any]:
+def _list_context(scope: InboxScope, query: InboxQuery, open_id: int | None) -> dict[str, Any]:
     now = clock.now()
-    rows = selectors.inbox_rows(scope, tab, now)
-    counts = selectors.tab_counts(scope, now)
+    rows = selectors.inbox_rows(scope, query, now)
+    counts = selectors.tab_counts(scope, now, query.q)
     fingerprint = repr(
-        (counts, [(r.request.pk, r.state, r.approvals, int(r.seconds_left // 60), r.voted) for r in rows])
+        (
+            query,
+            counts,
+            [(r.request.pk, r.state, r.approvals, int(r.seconds_left // 60), r.voted) for r in rows],
+        )
     )
     return {
         "scope": scope,
-        "tab": tab,
-        "tab_items": [(name, counts[name]) for name in TABS],
+        "query": query,
+        "tab": query.tab,
+        "tab_items": [(name, counts[name], query.with_tab(name).url) for name in TABS],
         "rows": rows,
         "open_id": open_id,
         "version": hashlib.sha256(fingerprint.encode()).hexdigest()[:16],
@@ -66,15 +74,16 @@ def _detail(scope: InboxScope, pk: int) -> RequestDetail:
 @login_required
 def inbox(request: HttpRequest) -> HttpResponse:
     scope = selectors.inbox_scope(request.user)
-    return render(request, PAGE, _list_context(scope, _tab(request), None))
+    return render(request, PAGE, _list_context(scope, _query(request), None))
 
 
 @require_GET
 @login_required
 def inbox_list(request: HttpRequest) -> HttpResponse:
-    """The polled list: 204 (htmx leaves the page alone) unless something changed."""
+    """The polled (and searched) list: 204, leaving the page alone, unless something changed."""
     scope = selectors.inbox_scope(request.user)
-    context = _list_context(scope, _tab(request), _open_id(request))
+    query = _query(request)
+    context = _list_context(scope, query, _open_id(request))
     if request.GET.get("v") == context["version"]:
         return HttpResponse(status=204)
     if context["open_id"] is not None:
@@ -82,7 +91,12 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
             context["detail"] = _detail(scope, context["open_id"])
         except Http404:  # gone or no longer visible: the list update alone is enough
             context["open_id"] = None
-    return render(request, f"{PAGE}#list-update", context)
+    response = render(request, f"{PAGE}#list-update", context)
+    if request.htmx and request.htmx.trigger == FILTERS:
+        # A new search or order: the address shows it (so a reload or a shared link does too).
+        open_id = context["open_id"]
+        response["HX-Replace-Url"] = query.detail_url(open_id) if open_id is not None else query.url
+    return response
 
 
 @require_GET
@@ -90,10 +104,11 @@ def inbox_list(request: HttpRequest) -> HttpResponse:
 def detail(request: HttpRequest, pk: int) -> HttpResponse:
     scope = selectors.inbox_scope(request.user)
     found = _detail(scope, pk)
-    context = {"scope": scope, "detail": found, "form": DecisionForm()}
-    if request.htmx:
+    query = _query(request).with_tab(found.tab)
+    context = {"scope": scope, "query": query, "detail": found, "form": DecisionForm()}
+    if request.htmx and not request.htmx.history_restore_request:  # a restore wants the whole page
         return render(request, f"{PAGE}#detail", context)
-    return render(request, PAGE, {**_list_context(scope, found.tab, pk), **context})
+    return render(request, PAGE, {**_list_context(scope, query, pk), **context})
 
 
 @require_POST
@@ -101,29 +116,60 @@ def detail(request: HttpRequest, pk: int) -> HttpResponse:
 def decide(request: HttpRequest, pk: int) -> HttpResponse:
     scope = selectors.inbox_scope(request.user)
     selectors.request_get_for_user(scope, pk)  # 404 before anything else for invisible requests
+    query = _query(request).with_tab("assigned")  # the list the next request comes from
     form = DecisionForm(request.POST)
     error = ""
     if form.is_valid():
+        waiting = selectors.waiting_ids(scope, query, clock.now())
         try:
             services.approval_decide(request_id=pk, reviewer=request.user, **form.cleaned_data)
         except ApprovalError as refused:
             error = refused.message
         else:
-            return _decided(request, scope, pk)
-    context = {"scope": scope, "detail": _detail(scope, pk), "form": form, "error": error}
+            return _decided(request, scope, query, pk, waiting)
+    found = _detail(scope, pk)
+    context = {
+        "scope": scope,
+        "query": query.with_tab(found.tab),
+        "detail": found,
+        "form": form,
+        "error": error,
+    }
     if request.htmx:
-        return trigger_client_event(render(request, f"{PAGE}#detail", context), CHANGED_EVENT)
-    page = {**_list_context(scope, context["detail"].tab, pk), **context}
+        return trigger_client_event(render(request, f"{PAGE}#detail", context), CHANGED_EVENT, after="settle")
+    page = {**_list_context(scope, context["query"], pk), **context}
     return render(request, PAGE, page, status=409 if error else 400)
 
 
-def _decided(request: HttpRequest, scope: InboxScope, pk: int) -> HttpResponse:
+def _decided(
+    request: HttpRequest, scope: InboxScope, query: InboxQuery, pk: int, waiting: list[int]
+) -> HttpResponse:
+    """The next waiting request opens (the one below in the list), with word of the decision."""
     done = _detail(scope, pk)
+    next_id = selectors.next_waiting(scope, query, clock.now(), waiting, pk)
+    shown = _detail(scope, next_id) if next_id is not None else done
+    text = _decided_text(done, next_id is not None)
     if request.htmx:
-        context = {"scope": scope, "detail": done, "form": DecisionForm(), "decided_now": True}
-        return trigger_client_event(render(request, f"{PAGE}#detail", context), CHANGED_EVENT)
-    messages.success(request, "Your decision was recorded.")
-    return redirect("approvals:detail", pk=pk)
+        context = {
+            "scope": scope,
+            "query": query,
+            "detail": shown,
+            "form": DecisionForm(),
+            "decided_text": text,
+        }
+        response = render(request, f"{PAGE}#detail", context)
+        response["HX-Replace-Url"] = query.detail_url(shown.request.pk)
+        # After the settle: by then approvals.js has pointed the list at the request shown.
+        return trigger_client_event(response, CHANGED_EVENT, after="settle")
+    messages.success(request, text)
+    return redirect(query.detail_url(shown.request.pk))
+
+
+def _decided_text(done: RequestDetail, has_next: bool) -> str:
+    verb = "approved" if done.own_decision and done.own_decision.outcome == Outcome.APPROVE else "rejected"
+    waiting = " It is waiting for other reviewers." if done.state == RequestStatus.PENDING else ""
+    after = " Here is the next request." if has_next else " Nothing else is waiting for you."
+    return f"You {verb} “{done.request.title}”.{waiting}{after}"
 
 
 # --- signed e-mail links (no login: the signature is the credential) ---------------------------

@@ -1,5 +1,10 @@
-/* Approvals inbox: keyboard triage (j/k move and open, a/r choose approve/reject and focus the
-   comment, Ctrl+Enter submits) and the polling indicator. Plain JS on top of htmx.
+/* Approvals inbox and e-mail link pages. Plain JS on top of htmx:
+   - an opened request is shown and focused: beside the list on wide screens, instead of it on
+     narrow ones (data-view="detail" on #approvals-page; "All requests" goes back to the list);
+   - after a POST, the first field in error (or the refusal) is focused and scrolled into view,
+     clear of the sticky Approve/Reject bar;
+   - keyboard triage (j/k move and open, a/r choose approve/reject and focus the comment,
+     Ctrl+Enter submits) and the polling indicator.
    Rows carry no data-nav-item, so the console's own j/k handler leaves this list alone. */
 (function () {
   "use strict";
@@ -8,20 +13,25 @@
   const $$ = (selector, root) => Array.from((root || document).querySelectorAll(selector));
   const typing = (el) => el && (el.isContentEditable || /^(INPUT|TEXTAREA|SELECT)$/.test(el.tagName));
   let openTimer = null;
+  // Whether the open request was reached from the list on this page: then "All requests" is
+  // the browser's Back (htmx restores the list as it was); otherwise a plain link to the list.
+  let openedFromList = false;
 
   function rows() {
     return $$("#approval-list [data-testid='approval-row']");
   }
 
-  function openField() {
-    return $("#approval-open");
+  function setOpen(pk) {
+    // An attribute, not .value: htmx's history snapshots keep attributes only.
+    const field = $("#approval-open");
+    if (field) field.setAttribute("value", pk || "");
   }
 
   function markCurrent(row) {
     rows().forEach((el) => el.classList.toggle("is-current", el === row));
     if (row) {
       row.scrollIntoView({ block: "nearest" });
-      if (openField()) openField().value = row.dataset.request;
+      setOpen(row.dataset.request);
     }
   }
 
@@ -42,24 +52,99 @@
     openRow(next, 150);
   }
 
+  function outcomeButtons(form) {
+    // form.elements includes the buttons of the sticky bar, which sit outside the form.
+    return Array.from(form.elements).filter((el) => el.name === "outcome");
+  }
+
   function choose(outcome) {
     const form = $("#decision-form");
     if (!form) return false;
     form.dataset.intent = outcome;
-    $$("[name='outcome']", form).forEach((button) => button.classList.toggle("is-intent", button.value === outcome));
-    const hint = $("[data-intent-hint]", form);
+    outcomeButtons(form).forEach((button) => button.classList.toggle("is-intent", button.value === outcome));
+    const hint = $("[data-intent-hint]");
     if (hint) hint.textContent = `${outcome === "approve" ? "Approve" : "Reject"}: Ctrl+Enter submits`;
     const comment = $("#decision-comment", form);
-    if (comment) comment.focus();
+    if (comment) {
+      comment.setAttribute("aria-required", outcome === "reject" ? "true" : "false");
+      comment.focus();
+    }
     return true;
   }
 
   function submitIntent(form) {
     const outcome = form.dataset.intent;
-    const button = outcome && $(`[name='outcome'][value='${outcome}']`, form);
+    const button = outcome && outcomeButtons(form).find((el) => el.value === outcome);
     // A click, not requestSubmit(button): htmx sends the value of the button it saw clicked.
     if (button) button.click();
   }
+
+  /* Focus: what a person must look at next, scrolled into view. */
+
+  function focusProblem(root) {
+    const field = $("[aria-invalid='true']", root);
+    if (field) {
+      // The field's block (label, error, box) in the middle of the screen: clear of the sticky bar.
+      (field.closest(".field") || field).scrollIntoView({ block: "center" });
+      field.focus({ preventScroll: true });
+      return true;
+    }
+    const refused = $("[data-testid='decision-error']", root);
+    if (refused) {
+      refused.scrollIntoView({ block: "center" });
+      refused.focus({ preventScroll: true });
+      return true;
+    }
+    return false;
+  }
+
+  function stickyTop() {
+    const bar = $(".topbar");
+    return bar && getComputedStyle(bar).position === "sticky" ? bar.getBoundingClientRect().bottom : 0;
+  }
+
+  function showRequest(article) {
+    const page = $("#approvals-page");
+    if (page) page.dataset.view = "detail";
+    setOpen(article.dataset.request);
+    markCurrent(rows().find((row) => row.dataset.request === article.dataset.request) || null);
+    const announce = $("#approvals-announce");
+    const recorded = $("[data-announce]", article);
+    if (announce) announce.textContent = recorded ? `${recorded.textContent.trim()} ${$("#approval-title", article).textContent.trim()}.` : "";
+    if (focusProblem(article)) return;
+    // Its top in view, below the sticky top bar (it may be below the list on a phone, or above
+    // after scrolling down a long one).
+    const top = article.getBoundingClientRect().top;
+    const covered = stickyTop();
+    if (top < covered || top > window.innerHeight / 2) window.scrollTo({ top: window.scrollY + top - covered - 8 });
+    const heading = $("#approval-title", article);
+    if (heading) heading.focus({ preventScroll: true });
+  }
+
+  function showList() {
+    const page = $("#approvals-page");
+    if (!page) return;
+    page.dataset.view = "list";
+    const current = $("#approval-list .approval-row.is-current [data-row-link]");
+    if (current) {
+      current.scrollIntoView({ block: "nearest" });
+      current.focus({ preventScroll: true });
+    }
+  }
+
+  document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id !== "approval-detail") return;
+    const article = $("[data-testid='approval-detail']", event.target);
+    if (article) showRequest(article);
+  });
+
+  document.addEventListener("htmx:historyRestore", () => {
+    if (!$("#approvals-page")) return;
+    openedFromList = false;
+    if ($("#approvals-page").dataset.view === "list") showList();
+    // The restored list may be stale: ask for a fresh one now rather than at the next poll.
+    if (window.htmx) window.htmx.trigger(document.body, "approvals-changed");
+  });
 
   document.addEventListener("keydown", (event) => {
     if (!$("#approvals-inbox")) return;
@@ -85,8 +170,25 @@
 
   document.addEventListener("click", (event) => {
     const link = event.target.closest("#approval-list [data-row-link]");
-    if (link) markCurrent(link.closest("[data-testid='approval-row']"));
+    if (link) {
+      openedFromList = true;
+      markCurrent(link.closest("[data-testid='approval-row']"));
+      return;
+    }
+    const back = event.target.closest("[data-detail-back]");
+    if (back && openedFromList && !event.ctrlKey && !event.metaKey && !event.shiftKey) {
+      event.preventDefault();
+      history.back();
+    }
   });
+
+  /* A page rendered after a refused POST (no htmx: the e-mail link page, or the inbox without JS). */
+  function focusOnLoad() {
+    const root = $("#link-page") || $("#approval-detail");
+    if (root) focusProblem(root);
+  }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", focusOnLoad);
+  else focusOnLoad();
 
   /* The polled list: show whether polling works. */
   function setLive(state, text) {

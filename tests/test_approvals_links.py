@@ -190,7 +190,14 @@ def test_a_review_link_after_someone_else_decided(cast: Cast, driver: EngineDriv
 def test_a_review_link_form_error_keeps_the_link_usable(cast: Cast, driver: EngineDriver) -> None:
     flow = start_flow(driver, APPROVAL_FUNCTION, {"reviewers": ["alice"]})
     link = review_link("alice@example.com")
+    assert b'data-testid="required-comment">(required to reject)<' in Client().get(link).content
     missing_reason = Client().post(link, {"outcome": "reject"})
     assert missing_reason.status_code == 400 and b'data-testid="error-comment"' in missing_reason.content
+    # Focused (autofocus without JS; approvals.js also scrolls it clear of the sticky buttons).
+    body = missing_reason.content.decode()
+    assert (
+        'aria-invalid="true" autofocus' in body
+        and 'aria-describedby="review-comment-rule review-comment-errors"' in body
+    )
     assert Client().post(link, {"outcome": "reject", "comment": "Late"}).status_code == 200
     assert result_of(flow.finish())["reason"] == "Late"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -132,15 +132,23 @@ def test_approving_from_the_inbox_completes_the_execution(cast: Cast, flows: dic
     assert flow.request.pk not in row_ids(client_for(cast.bob).get("/approvals/"))
 
 
-def test_htmx_decision_returns_the_refreshed_request(cast: Cast, flows: dict[str, Flow]) -> None:
-    flow = flows["alice"]
-    response = client_for(cast.alice).post(
-        f"/approvals/{flow.request.pk}/decide/", {"outcome": "reject", "comment": "Wrong numbers"}, **HTMX
+def test_a_decision_opens_the_next_waiting_request(cast: Cast, flows: dict[str, Flow]) -> None:
+    group, own = flows["group"].request.pk, flows["alice"].request.pk  # alice's list: group, then own
+    client = client_for(cast.alice)
+    response = client.post(
+        f"/approvals/{group}/decide/", {"outcome": "reject", "comment": "Wrong numbers"}, **HTMX
     )
-    assert response.status_code == 200 and "approvals-changed" in response["HX-Trigger"]
+    assert response.status_code == 200 and "approvals-changed" in response["HX-Trigger-After-Settle"]
+    assert response["HX-Replace-Url"] == f"/approvals/{own}/"
     body = response.content.decode()
-    assert 'data-testid="decision-recorded"' in body and 'data-testid="approval-outcome"' in body
-    assert result_of(flow.finish())["reason"] == "Wrong numbers"
+    assert f'data-request="{own}"' in body and 'id="decision-form"' in body
+    assert "You rejected “For approvers”. Here is the next request." in body
+    assert result_of(flows["group"].finish())["reason"] == "Wrong numbers"
+    # The last one: nothing follows, so the decided request stays, saying so (here without htmx).
+    last = client.post(f"/approvals/{own}/decide/", {"outcome": "approve"}, follow=True)
+    assert last.redirect_chain == [(f"/approvals/{own}/", 302)]
+    assert "You approved “For alice”. Nothing else is waiting for you." in last.content.decode()
+    assert b'data-testid="approval-outcome"' in last.content
 
 
 def test_bad_input_shows_form_errors_and_changes_nothing(cast: Cast, flows: dict[str, Flow]) -> None:
@@ -156,6 +164,13 @@ def test_bad_input_shows_form_errors_and_changes_nothing(cast: Cast, flows: dict
     assert too_long.status_code == 400
     htmx = client.post(url, {"outcome": "reject"}, **HTMX)
     assert htmx.status_code == 200 and b'data-testid="error-comment"' in htmx.content
+    # The box says it is wrong and why; the error comes before it, so showing the box shows both.
+    body = htmx.content.decode()
+    assert (
+        'aria-invalid="true"' in body
+        and 'aria-describedby="decision-comment-rule decision-comment-errors"' in body
+    )
+    assert body.index('id="decision-comment-errors"') < body.index('<textarea name="comment"')
     assert client.get(url).status_code == 405
     assert not Decision.objects.exists()
     assert flow.request.status == RequestStatus.PENDING
@@ -220,3 +235,69 @@ def test_the_polled_list_answers_204_until_something_changes(cast: Cast, flows: 
     assert flow.request.pk not in row_ids(changed)
     assert 'id="approval-tabs"' in body and 'hx-swap-oob="true"' in body  # the counts
     assert 'id="approval-status"' in body and "Approved by <strong>alice</strong>" in body  # the open request
+
+
+# --- search and order -------------------------------------------------------------------------------
+
+
+def test_search_and_order_are_in_the_query(
+    cast: Cast, driver: EngineDriver, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    """Sorted and searched by the database, in a fixed number of queries; never beyond what the
+    user may see; kept by the row links and the address; the next request comes from that list."""
+
+    def ask(title: str, expires_in: int, **payload: Any) -> int:
+        flow = start_flow(driver, APPROVAL_FUNCTION, {"title": title, "expires_in": expires_in, **payload})
+        driver.clock.advance(1)  # created one second apart
+        return flow.request.pk
+
+    report = ask("Quarterly report", 3000)
+    laptop = ask("Laptop order", 1000, summary="For the new hire")
+    budget = ask("Quarterly budget", 2000)
+    legal = ask("Quarterly contract", 500, reviewers=["legal"])  # carol's, not bob's
+    bob = client_for(cast.bob)
+    orders = {
+        "": [laptop, budget, report],
+        "oldest": [report, laptop, budget],
+        "newest": [budget, laptop, report],
+    }
+    for sort, expected in orders.items():
+        assert row_ids(bob.get("/approvals/", {"sort": sort})) == expected, sort
+    searched = bob.get("/approvals/", {"q": "  quarterly ", "sort": "oldest"})
+    assert row_ids(searched) == [report, budget]  # every word, any case; carol's stays hidden
+    assert b'data-testid="count-assigned">2<' in searched.content
+    assert f'href="/approvals/{report}/?q=quarterly&amp;sort=oldest"'.encode() in searched.content
+    assert row_ids(bob.get("/approvals/", {"q": "quarterly report"})) == [report]
+    assert row_ids(bob.get("/approvals/", {"q": "new hire"})) == [laptop]  # the summary
+    assert row_ids(bob.get("/approvals/", {"q": "contract"})) == []
+    assert row_ids(bob.get("/approvals/", {"q": "approval-TEST", "sort": "bogus"})) == [
+        laptop,
+        budget,
+        report,
+    ]
+    assert row_ids(client_for(cast.carol).get("/approvals/", {"q": "contract"})) == [legal]
+
+    filtered = bob.get(
+        "/approvals/list/", {"q": "quarterly", "sort": "oldest"}, HTTP_HX_TRIGGER="approval-filters", **HTMX
+    )
+    assert filtered["HX-Replace-Url"] == "/approvals/?q=quarterly&sort=oldest" and row_ids(filtered) == [
+        report,
+        budget,
+    ]
+
+    # The next request after the report is the budget: the next in the searched list, not the laptop.
+    decided = bob.post(
+        f"/approvals/{report}/decide/", {"outcome": "approve", "q": "quarterly", "sort": "oldest"}, **HTMX
+    )
+    assert f'data-request="{budget}"'.encode() in decided.content
+    assert decided["HX-Replace-Url"] == f"/approvals/{budget}/?q=quarterly&sort=oldest"
+
+    # The same number of queries whatever the number of rows: auth (4), three tab counts, the rows,
+    # their approval counts.
+    for _ in range(2):
+        ask("Quarterly forecast", 2500)
+    for params in ({}, {"q": "quarterly", "sort": "newest"}, {"tab": "decided", "sort": "oldest"}):
+        with django_assert_num_queries(9):
+            assert bob.get("/approvals/", params).status_code == 200
+    with django_assert_num_queries(9):
+        assert bob.get("/approvals/list/", {"q": "quarterly", "v": "stale"}, **HTMX).status_code == 200

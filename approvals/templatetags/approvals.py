@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django import template
+
+if TYPE_CHECKING:
+    from approvals.selectors import InboxQuery
 
 register = template.Library()
 
@@ -83,3 +86,9 @@ _STATE_CLASSES = {
 def state_class(state: str) -> str:
     """The console's badge colour for an approval or verification state."""
     return _STATE_CLASSES.get(str(state), "st-stopped")
+
+
+@register.filter
+def detail_url(query: InboxQuery, pk: int) -> str:
+    """A request's page, keeping the list's search and order."""
+    return query.detail_url(pk)
