@@ -147,26 +147,27 @@ def test_list_caches_chip_counts_per_filter_but_never_rows(
     register_demos()
     seed_running(2)
     client = cast.client("operator")
-    with django_assert_num_queries(AUTH + 3):  # rows, chip counts, the function select
+    # rows, their current steps, chip counts, the function select
+    with django_assert_num_queries(AUTH + 4):
         first = get(client, "/executions/")
     assert chip_count(first, "RUNNING") == "2"
 
     seed_running(1)
     test_clock.advance(1)
     # The status filter does not change the chips' counts: the same cache entry serves it.
-    with django_assert_num_queries(AUTH + 1):
+    with django_assert_num_queries(AUTH + 2):  # rows and their current steps
         by_status = get(client, "/executions/?status=RUNNING")
     assert chip_count(by_status, "RUNNING") == "2"
     assert by_status.count('data-testid="execution-row"') == 3  # rows are read on every view
     assert refresh_ms(by_status) == (FRESH_SECONDS - 1) * 1000 + 100
     assert 'id="execution-results-refresh"' in by_status
     # Another filter has counts of its own (the function select is the same for all).
-    with django_assert_num_queries(AUTH + 2):
+    with django_assert_num_queries(AUTH + 3):
         by_function = get(client, "/executions/?function=order-processing")
     assert chip_count(by_function, "RUNNING") == "3"
 
     test_clock.advance(STALE_SECONDS)
-    with django_assert_num_queries(AUTH + 3):
+    with django_assert_num_queries(AUTH + 4):
         expired = get(client, "/executions/?status=RUNNING")
     assert chip_count(expired, "RUNNING") == "3"
     assert refresh_ms(expired) is None
