@@ -96,10 +96,19 @@
   });
 
   /* --- countdowns: <time data-countdown datetime="ISO"> --------------------------------- */
+  // The console's one duration format at whole seconds, as executions/console/formatting.py
+  // writes it (duration, countdown_text): "42 s", "3 min 5 s", "2 h 10 min", "3 d 4 h".
+  function durationText(whole) {
+    if (whole < 60) return `${whole} s`;
+    const minutes = Math.floor(whole / 60), secs = whole % 60;
+    if (minutes < 60) return secs ? `${minutes} min ${secs} s` : `${minutes} min`;
+    const hours = Math.floor(minutes / 60), mins = minutes % 60;
+    if (hours < 48) return mins ? `${hours} h ${mins} min` : `${hours} h`;
+    const days = Math.floor(hours / 24), hrs = hours % 24;
+    return hrs ? `${days} d ${hrs} h` : `${days} d`;
+  }
   function relative(ms) {
-    const s = Math.round(Math.abs(ms) / 1000);
-    const text = s < 60 ? `${s}s` : s < 3600 ? `${Math.floor(s / 60)}m ${s % 60}s`
-      : s < 172800 ? `${Math.floor(s / 3600)}h ${Math.floor((s % 3600) / 60)}m` : `${Math.floor(s / 86400)}d`;
+    const text = durationText(Math.round(Math.abs(ms) / 1000));
     return ms >= 0 ? `in ${text}` : `${text} ago`;
   }
 
@@ -111,6 +120,30 @@
     });
   }
   setInterval(tickCountdowns, 1000);
+
+  /* --- times in the browser's zone: <time data-local="datetime|time|precise" datetime="ISO"> ---- */
+  // The server writes UTC with a "UTC" label (formatting.time_tag): that stays in the title.
+  const pad = (n, width) => String(n).padStart(width || 2, "0");
+  const zoneName = (() => {
+    try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "your time zone"; } catch (err) { return "your time zone"; }
+  })();
+  function localText(at, style) {
+    const time = `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}`;
+    if (style === "time") return time;
+    if (style === "precise") return `${time}.${pad(at.getMilliseconds(), 3)}`;
+    return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ${time}`;
+  }
+  function localizeTimes(root) {
+    const scope = root && root.querySelectorAll ? root : document;
+    $$("time[data-local]:not([data-localized]), time[data-countdown]:not([data-localized])", scope).forEach((el) => {
+      const at = new Date(el.getAttribute("datetime"));
+      if (Number.isNaN(at.getTime())) return;
+      const utc = el.title || el.textContent;
+      if (el.hasAttribute("data-local")) el.textContent = localText(at, el.dataset.local);
+      el.title = `${localText(at, "datetime")} ${zoneName} · ${utc}`;
+      el.setAttribute("data-localized", "");
+    });
+  }
 
   /* --- copy buttons: <button data-copy="#selector"> -------------------------------------- */
   document.addEventListener("click", async (event) => {
@@ -310,29 +343,137 @@
   }, 400);
   document.addEventListener("htmx:oobErrorNoTarget", (event) => {
     const content = event.detail && event.detail.content;
-    if (content && content.hasAttribute && content.hasAttribute("data-live-row")) refreshList();
+    if (content && content.hasAttribute && content.hasAttribute("data-live-row")) { refreshList(); refreshChips(); }
   });
+  // Classes wait until htmx has settled the swap: settling copies the pushed row's own
+  // attributes onto it (class included), after the swap event.
+  const swappedRows = new Set();
   document.addEventListener("htmx:oobAfterSwap", (event) => {
     const row = event.detail && event.detail.target;
     if (row && row.matches && row.matches("tr[data-live-row]")) {
-      const fresh = document.getElementById(row.id);
-      if (fresh) { fresh.classList.add("flash"); updateSelection(); }
+      swappedRows.add(row.id);
+      refreshChips();
     }
   });
+  function settleRows() {
+    swappedRows.forEach((id) => {
+      const fresh = document.getElementById(id);
+      if (fresh) { fresh.classList.add("flash"); markUnmatched(fresh); }
+    });
+    if (swappedRows.size) updateSelection();
+    swappedRows.clear();
+  }
+  document.addEventListener("htmx:wsAfterMessage", settleRows);
+  document.addEventListener("htmx:afterSettle", settleRows);
+
+  // A pushed row whose new status the status filter excludes stays (the page does not jump)
+  // but is dimmed with a note; the next refresh of the list drops it.
+  function markUnmatched(row) {
+    const wanted = $$("input[name=status][form=execution-filters]").map((input) => input.value);
+    if (!wanted.length || wanted.includes(row.dataset.status)) return;
+    row.classList.add("unmatched");
+    const link = row.querySelector("[data-nav-link]");
+    if (!link || row.querySelector(".unmatched-note")) return;
+    const note = document.createElement("span");
+    note.className = "unmatched-note small";
+    note.dataset.testid = "unmatched-note";
+    note.textContent = `now ${row.dataset.status}: no longer matches the filter`;
+    link.after(" ", note);
+  }
+
+  // Chip counts follow the pushes: the chips alone are fetched again (select), at most every
+  // 2 s. Counts the cache served from before that request come with the page's refetch delay
+  // and counts_since (executions/queries/cache.py): ask again then, for counts from after it.
+  function fetchChips(since) {
+    const source = $("#status-chips-refresh");
+    if (!source) return;
+    const url = source.getAttribute("hx-get") + (since ? `&counts_since=${since}` : "");
+    htmx.ajax("GET", url, { source, target: "#status-chips", select: "#status-chips", swap: "outerHTML" });
+  }
+  const refreshChips = throttle(() => fetchChips(""), 2000);
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (!event.detail.elt || event.detail.elt.id !== "status-chips-refresh") return;
+    const response = event.detail.serverResponse || "";
+    const again = /id="execution-results-refresh" data-refresh-ms="(\d+)"/.exec(response);
+    const since = /counts_since=([\d.]+)/.exec(response);
+    if (again && since) setTimeout(() => fetchChips(since[1]), Number(again[1]));
+  });
+
+  /* --- screen readers: status changes in a polite live region ---------------------------- */
+  function ensureAnnouncer() {
+    // Looked up each time: an htmx history restore brings back a copy of the body.
+    let announcer = document.getElementById("live-announcer");
+    if (!announcer) {
+      announcer = document.createElement("div");
+      announcer.id = "live-announcer";
+      announcer.className = "visually-hidden";
+      announcer.setAttribute("role", "status");
+      announcer.setAttribute("aria-live", "polite");
+      document.body.appendChild(announcer);
+    }
+    return announcer;
+  }
+  const knownStatus = new Map(); // list row id or "execution" -> the status last seen
+  function statusChanges(speak) {
+    const changes = [];
+    const track = (key, status, label) => {
+      const before = knownStatus.get(key);
+      knownStatus.set(key, status);
+      if (before && before !== status) changes.push(`${label} is now ${status}`);
+    };
+    $$("tr[data-live-row][data-status]").forEach((row) => {
+      const link = row.querySelector("[data-nav-link]");
+      track(row.id, row.dataset.status, link ? link.textContent.trim() : "An execution");
+    });
+    const badge = $("#execution-status");
+    const name = $("#execution-name");
+    if (badge) track("execution", badge.textContent.trim(), name ? name.textContent.trim() : "The execution");
+    if (!speak || !changes.length) return;
+    ensureAnnouncer().textContent = changes.length <= 3 ? `${changes.join(". ")}.` : `${changes.length} executions changed status.`;
+  }
+
+  /* --- progress: a bar along the top while any htmx request is in flight ------------------ */
+  const inFlight = new Set(); // the requests' XMLHttpRequests (afterRequest can fire twice for one)
+  function progressBar() {
+    let bar = document.getElementById("htmx-progress");
+    if (!bar) {
+      bar = document.createElement("div");
+      bar.id = "htmx-progress";
+      bar.className = "htmx-progress";
+      bar.hidden = true;
+      bar.setAttribute("aria-hidden", "true");
+      document.body.prepend(bar);
+    }
+    return bar;
+  }
+  function showProgress() {
+    progressBar().hidden = inFlight.size === 0;
+  }
+  document.addEventListener("htmx:beforeSend", (event) => { inFlight.add(event.detail.xhr); showProgress(); });
+  document.addEventListener("htmx:afterRequest", (event) => { inFlight.delete(event.detail.xhr); showProgress(); });
 
   /* --- after every htmx swap ------------------------------------------------------------------- */
   document.addEventListener("htmx:load", (event) => {
     applyAllFolding(event.target);
     tickCountdowns();
+    localizeTimes(event.target);
   });
   // Regions swapped in out of band (live refreshes) keep their folding and countdowns too.
   document.addEventListener("htmx:oobAfterSwap", () => {
     applyAllFolding(document);
     tickCountdowns();
+    localizeTimes(document);
+    statusChanges(true);
   });
+  document.addEventListener("htmx:afterSettle", () => statusChanges(true));
+  document.addEventListener("htmx:historyRestore", () => { localizeTimes(document); showProgress(); });
   document.addEventListener("DOMContentLoaded", () => {
     applyAllFolding(document);
     tickCountdowns();
+    localizeTimes(document);
     updateSelection();
+    ensureAnnouncer();
+    progressBar();
+    statusChanges(false);
   });
 })();

@@ -53,7 +53,7 @@ def test_stop_needs_a_reason_then_stops_and_is_audited(cast: Cast, driver: Engin
     assert page.status_code == 200 and b"Stop this execution?" in page.content
 
     refused = client.post(f"/executions/{execution.pk}/stop/", {"reason": ""})
-    assert refused.status_code == 400 and b"This field is required" in refused.content
+    assert refused.status_code == 400 and b"Say why" in refused.content
     assert refreshed(execution).status == "RUNNING" and audit_actions() == []
 
     done = client.post(f"/executions/{execution.pk}/stop/", {"reason": "customer cancelled"})

@@ -294,7 +294,7 @@ def test_waiting_row_offers_completion_only_to_those_who_may(cast: Cast) -> None
     allowed = row(datetime.timedelta(minutes=10), can_complete=True)
     assert f'href="/executions/{execution.pk}/callbacks/3f2a9c/">Complete…</a>' in allowed
     assert "approve &lt;it&gt;" in allowed
-    assert 'datetime="2026-03-02T09:10:00+00:00">10 min</time>' in allowed
+    assert 'datetime="2026-03-02T09:10:00+00:00" title="2026-03-02 09:10:00 UTC">in 10 min</time>' in allowed
     assert "Complete" not in row(datetime.timedelta(minutes=10), can_complete=False)
     assert "overdue" in row(datetime.timedelta(seconds=-1), can_complete=False)
     assert "no timeout" in row(None, can_complete=False)

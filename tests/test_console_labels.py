@@ -243,3 +243,7 @@ def test_labels_from_the_input_or_the_approval_title_across_the_console(
     assert re.search(rf'<option value="{by_input.pk}"\s*>INV-43 · ', compare)
     detail = operator.get(f"/executions/{by_input.pk}/").content.decode()
     assert 'data-testid="execution-label"' in detail and ">INV-43</span>" in detail
+    # The inbox names the execution by its label, unless that is the request's own title.
+    inbox = cast.client("approver").get("/approvals/").content.decode()
+    assert '<span data-testid="row-label">INV-43</span>' in inbox
+    assert inbox.count('data-testid="row-label"') == 1

@@ -168,3 +168,62 @@ def add_delta(moment: datetime.datetime | None, delta: datetime.timedelta | None
     if moment is None or delta is None:
         return moment
     return moment + delta
+
+
+# --- one way to show time ------------------------------------------------------------------
+#
+# Every moment the console shows is a <time datetime="ISO"> rendered here: the server writes it
+# in UTC with a "UTC" label (what a browser without JavaScript shows), and console.js rewrites
+# the text in the browser's zone, keeping the UTC time in the title. Countdowns ("in 3 min 5 s",
+# "2 h ago") are the duration format above at whole seconds; console.js ticks the same text.
+
+TIME_STYLES = {
+    "datetime": "%Y-%m-%d %H:%M:%S",
+    "time": "%H:%M:%S",
+    "precise": "%H:%M:%S.%f",  # cut to milliseconds below
+}
+
+
+def utc_text(value: datetime.datetime, style: str = "datetime") -> str:
+    """``2026-11-30 12:00:05 UTC`` (``time``: ``12:00:05 UTC``; ``precise`` adds milliseconds)."""
+    text = value.astimezone(datetime.UTC).strftime(TIME_STYLES[style])
+    return f"{text[:-3] if style == 'precise' else text} UTC"
+
+
+def time_tag(value: datetime.datetime | None, style: str = "datetime") -> SafeString | str:
+    """``<time datetime=ISO data-local=style title="… UTC">… UTC</time>``; "" for None."""
+    if value is None:
+        return ""
+    utc = utc_text(value, style)
+    return format_html(
+        '<time datetime="{}" data-local="{}" title="{}">{}</time>',
+        value.astimezone(datetime.UTC).isoformat(),
+        style,
+        utc,
+        utc,
+    )
+
+
+def countdown_text(seconds: float) -> str:
+    """``in 42 s``, ``in 3 min 5 s``, ``2 h 10 min ago``: whole seconds in the duration format."""
+    whole = round(abs(seconds))
+    text = f"{whole} s" if whole < 60 else duration(whole)
+    return f"in {text}" if seconds >= 0 else f"{text} ago"
+
+
+def countdown_tag(moment: datetime.datetime | None, now: datetime.datetime | None = None) -> SafeString | str:
+    """``<time data-countdown datetime=ISO title="… UTC">in 3 min 5 s</time>``, ticked by console.js."""
+    if moment is None:
+        return ""
+    seconds = (moment - (now or clock.now())).total_seconds()
+    return format_html(
+        '<time data-countdown datetime="{}" title="{}">{}</time>',
+        moment.astimezone(datetime.UTC).isoformat(),
+        utc_text(moment),
+        countdown_text(seconds),
+    )
+
+
+def ago(value: datetime.datetime | None, now: datetime.datetime | None = None) -> SafeString | str:
+    """A past moment as a countdown (``3 min 5 s ago``), in a <time> with its UTC time on hover."""
+    return countdown_tag(value, now)

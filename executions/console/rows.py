@@ -18,11 +18,10 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from django.urls import get_script_prefix, reverse
-from django.utils import timezone
 from django.utils.http import RFC3986_SUBDELIMS
 from django.utils.safestring import SafeString, mark_safe
 
-from executions.console.formatting import duration, elapsed, status_class
+from executions.console.formatting import countdown_tag, duration, elapsed, status_class, time_tag
 from executions.console.steps import current_step_cell
 from executions.vocabulary import ExecutionStatus
 
@@ -43,7 +42,7 @@ LIST_ROW = (
     '  <td><a href="{list}?function={function_query}">{function}</a> '
     '<span class="muted small">v{version}</span></td>\n'
     '  <td class="step-cell hide-sm" data-testid="row-step">{step}</td>\n'
-    '  <td class="nowrap"><time datetime="{started_iso}" title="{started_local_iso}">{started}</time></td>\n'
+    '  <td class="nowrap">{started}</td>\n'
     '  <td class="num nowrap">{duration}</td>\n'
     '  <td class="hide-sm nowrap">{ended}</td>\n'
     "</tr>\n"
@@ -87,11 +86,10 @@ def _label(execution: Execution) -> str:
 
 def execution_row(execution: Execution) -> SafeString:
     """The list's row of ``execution`` (its function selected; the large columns may be deferred)."""
-    started = timezone.localtime(execution.started_at)
     ended = execution.ended_at
     if ended is not None:
         took = escape(elapsed(execution.started_at, ended))
-        ended_text = escape(timezone.localtime(ended).strftime("%H:%M:%S"))
+        ended_text = time_tag(ended, "time")
     else:
         took = f'<span class="muted">{escape(elapsed(execution.started_at))}…</span>'
         ended_text = ""
@@ -111,9 +109,7 @@ def execution_row(execution: Execution) -> SafeString:
             label=_label(execution),
             # Set by queries.current_step.attach_current_steps (the list view, live pushes).
             step=current_step_cell(getattr(execution, "current_step", None)),
-            started_iso=escape(execution.started_at.isoformat()),
-            started_local_iso=escape(started.isoformat()),
-            started=escape(started.strftime("%Y-%m-%d %H:%M:%S")),
+            started=time_tag(execution.started_at),
             duration=took,
             ended=ended_text,
         )
@@ -128,8 +124,7 @@ def waiting_row(item: WaitingCallback, now: datetime.datetime, *, can_complete: 
     elif item.time_left.total_seconds() < 0:
         time_left = '<span class="badge st-timed-out">overdue</span>'
     else:
-        deadline = escape((now + item.time_left).isoformat())
-        time_left = f'<time data-countdown datetime="{deadline}">{escape(duration(item.time_left))}</time>'
+        time_left = countdown_tag(now + item.time_left, now)
     complete = ""
     if can_complete:
         url = _url("console:callback-complete", execution.pk, item.operation.operation_id)

@@ -24,7 +24,14 @@ from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 
 from approvals.selectors import decisions_for_operations
-from executions.console.formatting import duration, error_message, payload_size, status_class
+from executions.console.formatting import (
+    countdown_tag,
+    duration,
+    error_message,
+    payload_size,
+    status_class,
+    time_tag,
+)
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
 from executions.vocabulary import OPEN_OPERATION_STATUSES, OperationStatus, OperationType
 
@@ -332,7 +339,7 @@ def rows_html(timeline: Timeline, links: RowLinks) -> SafeString:
 
 
 def _countdown(moment: datetime.datetime) -> str:
-    return f'<time data-countdown datetime="{moment.isoformat()}">{moment:%H:%M:%S}</time>'
+    return str(countdown_tag(moment))  # formatting: the console's one countdown
 
 
 def _info(row: TimelineRow, links: RowLinks) -> str:
@@ -350,7 +357,9 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
         if op.scheduled_end_at:
             end = op.scheduled_end_at
             parts.append(
-                f"ends {_countdown(end)}" if op.status == OperationStatus.STARTED else f"until {end:%H:%M:%S}"
+                f"ends {_countdown(end)}"
+                if op.status == OperationStatus.STARTED
+                else f"until {time_tag(end, 'time')}"
             )
     elif op.type == OperationType.CALLBACK:
         parts += _callback_info(op, links)

@@ -29,6 +29,12 @@ for _filter in FILTERS:
     register.filter(_filter.__name__, _filter)
 
 
+# Times: {{ moment|local_time }} (or :"time", :"precise"), {{ deadline|countdown }}, {{ past|ago }}.
+register.filter("local_time", formatting.time_tag)
+register.filter("countdown", formatting.countdown_tag)
+register.filter("ago", formatting.ago)
+
+
 @register.filter
 def event_details(details: dict[str, Any] | None) -> str:
     """A history event's details as pretty JSON, without the callback seed."""

@@ -29,20 +29,20 @@ SAMPLE = 10
 def bulk_confirm(request: HtmxHttpRequest) -> HttpResponse:
     """First POST (from the list): show what would happen. Second (confirmed, with a reason): start."""
     form = BulkForm(request.POST)
-    if not form.is_valid():
+    valid = form.is_valid()
+    if not valid and set(form.errors) != {"reason"}:
         return render(request, "executions/bulk_confirm.html", {"form": form, "targets": []}, status=400)
+    # Valid, or only the reason missing: the confirmation page again, with the error at the reason.
     data = form.cleaned_data
     targets = _targets(data)
     redrive = data["action"] == "redrive"
-    if data["confirmed"] and targets and data["reason"]:
+    if valid and data["confirmed"] and targets:
         fields = {key: data[key] for key in ("action", "scope", "query", "reason")}
         accept = bool(data["rerun_interrupted"]) and redrive
         job = bulk_jobs.bulk_job_create(
             Actor.console(request.user), target_ids=targets, rerun_interrupted=accept, **fields
         )
         return redirect("console:bulk-job", pk=job.pk)
-    if data["confirmed"] and targets:
-        form.add_error("reason", "Say why: the reason is kept in the audit log.")
     interrupted = services.redrive_interrupted_operations(targets) if redrive else {}
     context = {
         "form": form,

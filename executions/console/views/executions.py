@@ -60,7 +60,11 @@ def execution_list(request: HtmxHttpRequest) -> HttpResponse:
         "query": filters.to_query(),
     }
     response = page_or_partial(request, "executions/list.html", "results", context)
-    if not request.htmx or request.htmx.trigger in ("execution-results", "execution-results-refresh"):
+    if not request.htmx or request.htmx.trigger in (
+        "execution-results",
+        "execution-results-refresh",
+        "status-chips-refresh",
+    ):
         return response  # a page load, a live refresh or a refetch: the address is already right
     # After a filter change the address bar shows the canonical query (no empty form fields).
     canonical = filters.to_query(cursor=cursor) if cursor else context["query"]

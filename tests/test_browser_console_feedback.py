@@ -1,0 +1,149 @@
+"""Feedback and access in the console, measured in headless Chromium on a phone-sized screen:
+times in the browser's zone, badge contrast in both themes, no sideways scroll at 390 px, the
+htmx progress bar, live rows that leave the filter, chip counts and status announcements.
+
+One flow on one console server (each server costs seconds); nothing is mocked.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import pytest
+from django.contrib.auth import get_user_model
+
+from durable_console.bootstrap import register_demo_functions
+from executions.models import Execution
+from tests.browser_support import LiveConsole, log_in
+from tests.engine_driver import start
+from tests.polling import wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+PASSWORD = "browser-test-password"
+ZONE = "Asia/Kolkata"  # UTC+05:30 all year: the local text differs from UTC by a fixed offset
+PHONE = {"width": 390, "height": 844}
+
+# The WCAG 2 contrast ratio of each visible badge: its computed text colour on its background.
+BADGE_CONTRAST = """() => {
+  const rgba = (text) => text.match(/[\\d.]+/g).map(Number);
+  const channel = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const shown = Array.from(document.querySelectorAll(".badge")).filter((el) => el.offsetParent !== null);
+  return shown.map((el) => {
+    const style = getComputedStyle(el);
+    const fg = rgba(style.color), bg = rgba(style.backgroundColor);
+    const [a, b] = [luminance(fg), luminance(bg)];
+    return { badge: el.textContent.trim(), opaque: bg.length === 3 || bg[3] === 1,
+             ratio: (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05) };
+  });
+}"""
+
+
+def parked_on_its_callback(document_id: str) -> Execution:
+    execution = start("document-approval", {"document_id": document_id})
+    wait_until(
+        lambda: execution.operations.filter(type="CALLBACK", status="STARTED").exists(),
+        timeout=20,
+        message=f"{document_id} never waited on its approval",
+    )
+    return Execution.objects.get(pk=execution.pk)
+
+
+def badges_readable(page: Any, where: str) -> None:
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        badges = page.evaluate(BADGE_CONTRAST)
+        assert badges, where
+        low = [b for b in badges if b["ratio"] < 4.5 or not b["opaque"]]
+        assert not low, f"{where}, {scheme} theme: {low}"
+    page.emulate_media(color_scheme="light")
+
+
+def no_sideways_scroll(page: Any, where: str) -> None:
+    width = page.evaluate("document.scrollingElement.scrollWidth")
+    assert width <= PHONE["width"], f"{where} is {width} px wide at {PHONE['width']} px"
+
+
+def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
+    live_console: LiveConsole, chromium: Any
+) -> None:
+    from playwright.sync_api import expect
+
+    server = live_console
+    register_demo_functions()
+    get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    kept, stopped = parked_on_its_callback("feedback-1"), parked_on_its_callback("feedback-2")
+
+    context = chromium.new_context(viewport=PHONE, timezone_id=ZONE)
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    log_in(page, server, "admin", PASSWORD)
+    page.goto(server.at("/executions/"))
+    page.wait_for_selector("#live-indicator[data-state='live']")
+
+    # A moment in the browser's zone, its UTC time on hover.
+    started = page.locator(f"#execution-row-{kept.pk} time[data-local]").first
+    local = kept.started_at.astimezone(ZoneInfo(ZONE)).strftime("%Y-%m-%d %H:%M:%S")
+    expect(started).to_have_text(local)
+    assert f"{kept.started_at.astimezone(ZoneInfo('UTC')):%Y-%m-%d %H:%M:%S} UTC" in started.get_attribute(
+        "title"
+    )
+    no_sideways_scroll(page, "the execution list")
+    badges_readable(page, "the execution list")  # the chips carry a badge of every status
+
+    # Every htmx request shows the progress bar: hold the chip's request to look at it.
+    held: list[Any] = []
+    chip_request = re.compile(r".*/executions/\?status=RUNNING.*")
+
+    def hold(route: Any) -> None:
+        held.append(route)
+
+    page.route(chip_request, hold)
+    page.click("#chip-running")
+    expect(page.locator("#htmx-progress")).to_be_visible()
+    assert len(held) == 1  # held while the bar showed (the handler runs inside Playwright's calls)
+    held[0].continue_()
+    page.unroute(chip_request)
+    expect(page.locator("#htmx-progress")).to_be_hidden()
+    expect(page.locator("#chip-running")).to_have_attribute("aria-pressed", "true")
+    running_count = page.locator("[data-testid=chip-count-RUNNING]")
+    before = int(running_count.inner_text())
+
+    # Another tab stops one of them: the list keeps the row, dimmed with a note, says so to
+    # screen readers, and the chip counts follow.
+    other = context.new_page()
+    other.goto(server.at(f"/executions/{stopped.pk}/stop/"))
+    expect(other.locator("#field-reason [data-testid=required-reason]")).to_have_text("(required)")
+    other.fill("textarea[name=reason]", "Feedback test")
+    other.click("#confirm-stop")
+    other.wait_for_selector("#execution-status:has-text('STOPPED')")
+    row = page.locator(f"#execution-row-{stopped.pk}")
+    expect(row).to_have_class(re.compile(r"\bunmatched\b"))
+    expect(row.locator("[data-testid=unmatched-note]")).to_have_text(
+        "now STOPPED: no longer matches the filter"
+    )
+    expect(page.locator("#live-announcer")).to_contain_text("is now STOPPED")
+    expect(running_count).to_have_text(str(before - 1), timeout=15_000)  # the counts cache: fresh for 5 s
+
+    # Back after an htmx navigation restores the page from htmx's history cache: select-all,
+    # its counter and the buttons still work, and no progress bar is left from the snapshot.
+    page.click("#chip-all")
+    expect(page.locator("#chip-all")).to_have_attribute("aria-pressed", "true")
+    page.go_back()
+    expect(page.locator("#chip-running")).to_have_attribute("aria-pressed", "true")
+    expect(page.locator("#htmx-progress")).to_be_hidden()
+    page.check("#select-all")
+    boxes = page.locator("input[data-select]").count()
+    expect(page.locator("[data-selected-count]")).to_have_text(str(boxes))
+    expect(page.locator("#bulk-stop")).to_be_enabled()
+
+    # The detail page on the phone: no sideways scroll, readable badges, times localized.
+    page.goto(server.at(f"/executions/{kept.pk}/"))
+    page.wait_for_selector("#live-indicator[data-state='live']")
+    expect(page.locator("[data-testid=execution-header] time[data-local]").first).to_have_text(local)
+    no_sideways_scroll(page, "the execution page")
+    badges_readable(page, "the execution page")
+    context.close()
