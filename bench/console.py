@@ -10,16 +10,23 @@ on a 2-core machine), VACUUM ANALYZEs, then times what the console pages call:
 - the execution list: ``execution_page`` + ``status_counts`` for the same
   filters, one after the other, for every filter the list offers and some
   combinations (target: p95 <= 150 ms);
-- the detail page: loading the execution and ``execution_detail_data`` of the
-  execution with 3,000 operations (p95 <= 300 ms);
+- the detail page: loading the execution, ``execution_detail_data`` and the
+  first page of history of the execution with 3,000 operations;
 - the home page and the function registry: activity charts, the
-  waiting-on-people board, exact status counts, function stats.
+  waiting-on-people board, exact status counts (maintained, and scanned for
+  comparison), function stats;
+- rendered pages, the whole view through Django's test client (middleware,
+  session and permission queries, the view, template rendering, gzip): the
+  detail page of the 3,000-operation execution (p95 <= 300 ms, HTML <= 200 KB)
+  and the home page (p95 <= 150 ms), with the console cache warm as every view
+  but the first finds it, and cold (charts and board computed in the view).
 
 Each case runs 3 times to warm up, then ``--runs`` rounds run every case once
 in turn; the tables give p50, p95 (nearest rank) and the maximum in
 milliseconds, measured in this process through Django (query building, the
 database and model instances included; no template rendering), and this
-process's CPU time. PostgreSQL runs with its defaults except
+process's CPU time (the cached home page's refresher thread runs in this
+process too, as it does in a web process). PostgreSQL runs with its defaults except
 ``shared_buffers=256MB`` (``--pg random_page_cost=1.1`` and the like add
 settings). ``--keep`` leaves the server running afterwards and prints its URL,
 for EXPLAIN ANALYZE (Ctrl-C stops it).
@@ -29,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import gzip
 import json
 import math
 import os
@@ -44,6 +52,8 @@ from typing import Any
 REPO = Path(__file__).resolve().parent.parent
 LIST_BUDGET_MS = 150
 DETAIL_BUDGET_MS = 300
+HOME_BUDGET_MS = 150
+DETAIL_HTML_BUDGET_BYTES = 200_000
 
 
 def main() -> None:
@@ -90,7 +100,7 @@ def main() -> None:
         print(f"seeded in {seed_seconds:.0f} s {seeded.seconds}", file=sys.stderr, flush=True)
 
         load_before = os.getloadavg()
-        cases = list_cases(seeded) + detail_cases(seeded) + home_cases(seeded)
+        cases = list_cases(seeded) + detail_cases(seeded) + home_cases(seeded) + page_cases(seeded)
         measured = measure(cases, args.runs)
         report = {
             "machine": _machine(pg.version),
@@ -118,11 +128,12 @@ def main() -> None:
 
 @dataclass
 class Case:
-    group: str  # "list", "detail" or "home"
+    group: str  # "list", "detail", "home" or "page"
     label: str
     run: Callable[[], Any]
     describe: Callable[[Any], dict[str, Any]] = field(default=lambda result: {})
     budget_ms: float | None = None
+    budget_bytes: int | None = None  # of the rendered HTML, uncompressed
 
 
 def list_cases(seeded: Any) -> list[Case]:
@@ -180,15 +191,18 @@ def list_cases(seeded: Any) -> list[Case]:
 def detail_cases(seeded: Any) -> list[Case]:
     from executions.models import Execution
     from executions.queries import console as cq
+    from executions.queries.history import history_page
 
     def run() -> Any:
         execution = Execution.objects.select_related("function").get(pk=seeded.big_execution_id)
-        return cq.execution_detail_data(execution)
+        return cq.execution_detail_data(execution), history_page(execution)
 
-    def describe(data: Any) -> dict[str, Any]:
+    def describe(result: Any) -> dict[str, Any]:
+        data, history = result
         return {
             "operations": len(data.nodes) + 1,
-            "events": len(data.events),
+            "events": len(history.events),
+            "events_total": history.total,
             "invocations": len(data.invocations),
             "children": len(data.children),
         }
@@ -208,8 +222,58 @@ def home_cases(seeded: Any) -> list[Case]:
         Case("home", "activity_svg (60 buckets)", lambda: cq.activity_svg(hour, title="Last hour")),
         Case("home", "waiting_on_people (100 of ~10,500)", lambda: cq.waiting_on_people(now=now)),
         Case("home", "status_counts, no filter (capped)", lambda: cq.status_counts(cq.ExecutionFilters())),
-        Case("home", "execution_counts_by_status (exact)", cq.execution_counts_by_status),
+        Case("home", "execution_counts_by_status (exact, maintained)", cq.execution_counts_by_status),
+        Case(
+            "home",
+            "execution_counts_by_status_scanned (exact, every row)",
+            cq.execution_counts_by_status_scanned,
+        ),
         Case("home", "function_stats (10 functions, exact)", cq.function_stats),
+    ]
+
+
+def page_cases(seeded: Any) -> list[Case]:
+    """Whole rendered pages, as a logged-in viewer's browser would get them (gzip accepted)."""
+    from django.contrib.auth.models import Group, User
+    from django.test import Client
+
+    from executions.access import ensure_groups
+    from executions.queries import cache as console_cache
+
+    ensure_groups()
+    user, _ = User.objects.get_or_create(username="bench-viewer")
+    user.groups.add(Group.objects.get(name="viewers"))
+    client = Client(HTTP_HOST="127.0.0.1", HTTP_ACCEPT_ENCODING="gzip")
+    client.force_login(user)
+
+    def fetch(path: str) -> Any:
+        response = client.get(path)
+        if response.status_code != 200:
+            raise RuntimeError(f"{path}: HTTP {response.status_code}")
+        return response
+
+    def cold_home() -> Any:
+        console_cache.forget()  # every cached value unreachable: the view computes them
+        return fetch("/")
+
+    def sizes(response: Any) -> dict[str, Any]:
+        body = response.content
+        compressed = response.get("Content-Encoding") == "gzip"
+        html = gzip.decompress(body) if compressed else body
+        return {"html_bytes": len(html), "gzip_bytes": len(body) if compressed else len(gzip.compress(html))}
+
+    detail = f"/executions/{seeded.big_execution_id}/"
+    return [
+        Case(
+            "page",
+            "execution detail, 3,000 operations",
+            lambda: fetch(detail),
+            sizes,
+            DETAIL_BUDGET_MS,
+            DETAIL_HTML_BUDGET_BYTES,
+        ),
+        Case("page", "home (console cache warm)", lambda: fetch("/"), sizes, HOME_BUDGET_MS),
+        Case("page", "home (cold cache: charts and board computed)", cold_home, sizes, HOME_BUDGET_MS),
     ]
 
 
@@ -239,6 +303,7 @@ def measure(cases: list[Case], runs: int) -> list[dict[str, Any]]:
             **_summary(wall[case.label]),
             "cpu_p50_ms": round(statistics.median(cpu[case.label]), 1),
             "budget_ms": case.budget_ms,
+            "budget_bytes": case.budget_bytes,
             **case.describe(results[case.label]),
         }
         for case in cases
@@ -311,15 +376,15 @@ def render(report: dict[str, Any]) -> str:
         )
     lines += [
         "",
-        "Execution detail: the execution + `execution_detail_data` (budget: p95 <= 300 ms)",
+        "Execution detail: the execution + `execution_detail_data` + the first page of history",
         "",
         "| case | p50 ms | p95 ms | max ms | cpu p50 ms | loaded |",
         "|---|---:|---:|---:|---:|---|",
     ]
     for row in (row for row in results if row["group"] == "detail"):
         loaded = (
-            f"{row['operations']:,} operations, {row['events']:,} events, {row['invocations']} invocations, "
-            f"{row['children']} child executions"
+            f"{row['operations']:,} operations, {row['events']:,} of {row['events_total']:,} events, "
+            f"{row['invocations']} invocations, {row['children']} child executions"
         )
         lines.append(
             f"| {row['case']} | {row['p50_ms']} | {_p95(row)} | {row['max_ms']} | {row['cpu_p50_ms']} "
@@ -336,7 +401,25 @@ def render(report: dict[str, Any]) -> str:
         lines.append(
             f"| {row['case']} | {row['p50_ms']} | {row['p95_ms']} | {row['max_ms']} | {row['cpu_p50_ms']} |"
         )
+    lines += [
+        "",
+        "Rendered pages: the whole view through Django's test client, gzip accepted "
+        "(budgets: detail p95 <= 300 ms and HTML <= 200 KB, home p95 <= 150 ms)",
+        "",
+        "| page | p50 ms | p95 ms | max ms | cpu p50 ms | HTML KB | gzip KB |",
+        "|---|---:|---:|---:|---:|---:|---:|",
+    ]
+    for row in (row for row in results if row["group"] == "page"):
+        lines.append(
+            f"| {row['case']} | {row['p50_ms']} | {_p95(row)} | {row['max_ms']} | {row['cpu_p50_ms']} "
+            f"| {_kb(row)} | {row['gzip_bytes'] / 1000:.1f} |"
+        )
     return "\n".join(lines)
+
+
+def _kb(row: dict[str, Any]) -> str:
+    over = row["budget_bytes"] is not None and row["html_bytes"] > row["budget_bytes"]
+    return f"{row['html_bytes'] / 1000:.1f}" + (" **over**" if over else "")
 
 
 _SHORT = {"RUNNING": "R", "SUCCEEDED": "S", "FAILED": "F", "TIMED_OUT": "T", "STOPPED": "St", "PAUSED": "P"}

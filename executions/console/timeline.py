@@ -18,6 +18,7 @@ import datetime
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 from django.urls import reverse
 from django.utils.html import escape
@@ -32,7 +33,7 @@ from executions.console.formatting import (
     status_class,
     time_tag,
 )
-from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome, Operation
+from executions.models import Execution, Invocation, InvocationOutcome, Operation
 from executions.vocabulary import OPEN_OPERATION_STATUSES, OperationStatus, OperationType
 
 # A context with more children than this starts folded (a map over 500 items).
@@ -289,6 +290,11 @@ ROW = (
 )
 TOGGLE = '<button type="button" class="toggle" data-toggle aria-expanded="true" aria-label="Fold">▸</button>'
 NO_TOGGLE = '<span class="toggle-spacer"></span>'
+# A folded context whose rows are not on the page: expanding fetches them (timeline_window.py).
+LAZY_TOGGLE = (
+    '<button type="button" class="toggle" aria-expanded="false" aria-label="Expand" data-lazy-toggle '
+    'hx-get="{url}" hx-include="#{state}" hx-target="closest tr" hx-swap="outerHTML">▸</button>'
+)
 
 
 @dataclass(frozen=True)
@@ -299,6 +305,8 @@ class RowLinks:
     callback: str
     execution: str
     can_complete: bool
+    children: str = ""  # where a folded row fetches its children ("...?parent={}"); "" folds in place
+    state_id: str = ""  # the id of the inputs that row requests send along
 
     @classmethod
     def for_execution(cls, execution: Execution, *, can_complete: bool) -> RowLinks:
@@ -322,8 +330,8 @@ def rows_html(timeline: Timeline, links: RowLinks) -> SafeString:
             ROW.format(
                 id=escape(op.operation_id),
                 depth=row.depth,
-                folded=" data-collapsed" if row.folded else "",
-                toggle=TOGGLE if row.children else NO_TOGGLE,
+                folded=" data-collapsed" if row.folded and not links.children else "",
+                toggle=_toggle(row, links),
                 kind=row.kind,
                 name=escape(op.name or op.operation_id),
                 count=f'<span class="muted small">{row.children}</span>' if row.children else "",
@@ -336,6 +344,15 @@ def rows_html(timeline: Timeline, links: RowLinks) -> SafeString:
             )
         )
     return mark_safe("".join(out))  # every interpolated value above is escaped or ours
+
+
+def _toggle(row: TimelineRow, links: RowLinks) -> str:
+    if not row.children:
+        return NO_TOGGLE
+    if row.folded and links.children:
+        url = escape(links.children.format(quote(row.op.operation_id, safe="")))
+        return LAZY_TOGGLE.format(url=url, state=escape(links.state_id))
+    return TOGGLE
 
 
 def _countdown(moment: datetime.datetime) -> str:
@@ -405,44 +422,9 @@ def _callback_info(op: Operation, links: RowLinks) -> list[str]:
     return parts
 
 
-# --- history ----------------------------------------------------------------------------------
+# --- history (paged by executions/queries/history.py) ------------------------------------------
 
-HISTORY_PAGE = 200
 HIDDEN_DETAIL_KEYS = frozenset({"CallbackSeed"})  # derives the callback id with the server key
-
-
-@dataclass(frozen=True)
-class HistoryPage:
-    events: list[HistoryEvent]
-    types: list[str]
-    selected_type: str
-    total: int
-    first_id: int | None  # shown events run from first_id..last_id
-    next_after: int | None  # the next page starts after this event id
-    prev_after: int | None
-
-
-def history_page(events: list[HistoryEvent], *, event_type: str = "", after: int = 0) -> HistoryPage:
-    """A page of the history (oldest first), optionally of one event type."""
-    types = sorted({event.event_type for event in events})
-    selected = event_type if event_type in types else ""
-    matching = [e for e in events if e.event_type == selected] if selected else events
-    later = [e for e in matching if e.event_id > after]
-    shown = later[:HISTORY_PAGE]
-    earlier = len(matching) - len(later)
-    prev_after = None
-    if earlier:
-        back = matching[max(0, earlier - HISTORY_PAGE - 1)]
-        prev_after = 0 if earlier <= HISTORY_PAGE else back.event_id
-    return HistoryPage(
-        events=shown,
-        types=types,
-        selected_type=selected,
-        total=len(matching),
-        first_id=shown[0].event_id if shown else None,
-        next_after=shown[-1].event_id if len(later) > HISTORY_PAGE else None,
-        prev_after=prev_after,
-    )
 
 
 def visible_details(details: dict[str, Any]) -> dict[str, Any]:

@@ -19,9 +19,12 @@ Performance notes (PostgreSQL, 1,000,000 executions; figures in README.md,
   search is evaluated once for all statuses: the first ``SEARCH_COUNT_CAP + 1``
   matches are grouped by status; exact up to the cap, past it every count is a
   lower bound (``"1,748+"``). Exact counts of a million rows would cost a scan
-  of them per request (``execution_counts_by_status``: ~300 ms here).
+  of them per request (``execution_counts_by_status_scanned``: ~300 ms here).
+- The home page's exact counts per status are maintained by the database in the
+  transaction of every change (``execution_counts_by_status``), so a view reads
+  a few rows instead of counting a million.
 - What every view of the home page or the list would otherwise compute again
-  (exact counts, chip counts, charts, the waiting board, the function names)
+  (chip counts, charts, the waiting board, the function names)
   goes through ``executions.queries.cache`` (the ``wanted_*`` functions): one
   computation serves every viewer for a few seconds and is refreshed off the
   request path, so a view costs the same however many executions run.
@@ -60,7 +63,6 @@ from executions.models import (
     ExecutionQuerySet,
     ExecutionStatus,
     Function,
-    HistoryEvent,
     Invocation,
     Operation,
 )
@@ -438,10 +440,26 @@ def _counts_in_one_pass(base: QuerySet[Execution], statuses: Sequence[str]) -> d
 def execution_counts_by_status() -> dict[str, int]:
     """Exact executions per status, all of them (the home page). One query, every status keyed.
 
-    Exact means reading every execution's index entry: ~250 ms at a million
-    rows on the 2-core benchmark machine. ``status_counts(ExecutionFilters())``
-    gives the capped counts in ~15 ms.
+    On PostgreSQL the counts are maintained by the database in the transaction of
+    every change (``executions_status_count``, migration 0014): the sum of a few
+    dozen rows, exact at the statement's snapshot, about a millisecond however many
+    executions there are. Elsewhere (SQLite, embedded mode) the rows are counted.
     """
+    counts = dict.fromkeys((value for value, _ in ExecutionStatus.choices), 0)
+    connection = connections[Execution.objects.db]
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT status, SUM(n) FROM executions_status_count GROUP BY status")
+            found = cursor.fetchall()
+    else:
+        found = list(Execution.objects.order_by().values_list("status").annotate(n=Count("pk")))
+    for status, count in found:
+        counts[status] = int(count)
+    return counts
+
+
+def execution_counts_by_status_scanned() -> dict[str, int]:
+    """The same counts by reading every execution (what the maintained counts must equal)."""
     counts = dict.fromkeys((value for value, _ in ExecutionStatus.choices), 0)
     for status, count in Execution.objects.order_by().values_list("status").annotate(n=Count("pk")):
         counts[status] = count
@@ -449,11 +467,6 @@ def execution_counts_by_status() -> dict[str, int]:
 
 
 # --- cached counts (executions.queries.cache: shared by every view, refreshed off the request) ---
-
-
-def wanted_counts_by_status() -> Wanted[dict[str, int]]:
-    """``execution_counts_by_status()``, for ``console_cache.cached_many``."""
-    return Wanted("counts-by-status", lambda _: execution_counts_by_status())
 
 
 def wanted_status_counts(filters: ExecutionFilters) -> Wanted[dict[str, int | str]]:
@@ -854,7 +867,11 @@ class OperationNode:
 
 @dataclass(frozen=True)
 class DetailData:
-    """Everything the execution detail page shows, loaded in four queries.
+    """The operations, invocations and child executions of the detail page, in three queries.
+
+    The history is not here: the page reads it a page at a time
+    (``executions.queries.history``); an execution with 3,000 operations has
+    ~6,100 events.
 
     ``operations`` are the top-level operations (the EXECUTION operation is
     ``execution_operation``, not in the tree); ``nodes`` finds any node by
@@ -866,7 +883,6 @@ class DetailData:
     execution_operation: Operation | None
     operations: list[OperationNode]
     nodes: dict[str, OperationNode]
-    events: list[HistoryEvent]
     invocations: list[Invocation]
     children: dict[str, Execution]
 
@@ -884,8 +900,8 @@ class DetailData:
 def execution_detail_data(execution: Execution) -> DetailData:
     """The detail page's data for ``execution`` (pass it with its function selected).
 
-    Four queries whatever the size: operations by position, history events by
-    id, invocations by number, child executions. The tree is built here from
+    Three queries whatever the size: operations by position, invocations by
+    number, child executions. The tree is built here from
     ``parent_id``; an operation whose parent is unknown is shown at the top.
     """
     with _collector_paused():
@@ -894,7 +910,6 @@ def execution_detail_data(execution: Execution) -> DetailData:
 
 def _detail_data(execution: Execution) -> DetailData:
     operations = _all_rows(Operation, execution, order_by="position")
-    events = _all_rows(HistoryEvent, execution, order_by="event_id")
     invocations = list(Invocation.objects.filter(execution=execution).order_by("number"))
     children = {
         child.parent_operation_id: child
@@ -927,7 +942,6 @@ def _detail_data(execution: Execution) -> DetailData:
         execution_operation=root_op,
         operations=roots,
         nodes=nodes,
-        events=events,
         invocations=invocations,
         children=children,
     )

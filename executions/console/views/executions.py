@@ -6,11 +6,12 @@ import json
 from typing import Any
 
 from django.http import Http404, HttpResponse
-from django.shortcuts import render
+from django.shortcuts import get_object_or_404, render
 from django.views.decorators.gzip import gzip_page
 from django.views.decorators.http import require_GET
 from django_htmx.http import push_url
 
+from executions.console.history_rows import history_rows_html
 from executions.console.htmx import HtmxHttpRequest, page_or_partial
 from executions.console.permissions import (
     COMPLETE_CALLBACK,
@@ -20,12 +21,23 @@ from executions.console.permissions import (
     execution_get_for_user,
     require,
 )
-from executions.console.timeline import RowLinks, build_timeline, history_page, rows_html
+from executions.console.timeline import RowLinks, build_timeline
+from executions.console.timeline_window import (
+    WINDOW,
+    RowsUrl,
+    TimelineState,
+    expanded_items,
+    items_html,
+    more_items,
+    page_items,
+    state_context,
+)
 from executions.engine import clock
-from executions.models import Execution
+from executions.models import Execution, HistoryEvent
 from executions.queries import cache as console_cache
 from executions.queries import console as cq
 from executions.queries.current_step import attach_current_steps
+from executions.queries.history import history_page, parse_int
 from executions.vocabulary import ExecutionAction, OperationStatus, OperationType, allows
 
 PAGE_SIZE = 50
@@ -116,27 +128,82 @@ def execution_live(request: HtmxHttpRequest, pk: int) -> HttpResponse:
 @require_GET
 @require(VIEW_EXECUTION)
 def execution_history(request: HtmxHttpRequest, pk: int) -> HttpResponse:
-    """The history region alone: filtered by event type, paged by event id."""
+    """The history region alone (a new type filter), or the next page of it (``after``: "more")."""
     execution = execution_get_for_user(request.user, pk)
-    return render(request, "executions/detail.html#history", _detail_context(request, execution))
+    context = {"execution": execution, **_history(request, execution)}
+    more = request.htmx and context["history"].after > 0
+    return render(request, f"executions/detail.html#{'history-more' if more else 'history'}", context)
+
+
+@require_GET
+@require(VIEW_EXECUTION)
+def execution_event(request: HtmxHttpRequest, pk: int, event_id: int) -> HttpResponse:
+    """One history event's details (the history rows fetch them when opened)."""
+    execution = execution_get_for_user(request.user, pk)
+    event = get_object_or_404(HistoryEvent, execution=execution, event_id=event_id)
+    return render(request, "executions/detail.html#event-details", {"execution": execution, "event": event})
+
+
+@require_GET
+@gzip_page
+@require(VIEW_EXECUTION)
+def execution_timeline_rows(request: HtmxHttpRequest, pk: int) -> HttpResponse:
+    """Timeline rows fetched on demand: a folded context's (``parent``), or the next siblings
+    after the first ``skip`` under ``parent`` (a "more" row; ``-`` for the top level)."""
+    execution = execution_get_for_user(request.user, pk)
+    data = cq.execution_detail_data(execution)
+    timeline = build_timeline(data, clock.now())
+    state = TimelineState.from_query(request.GET)
+    parent = request.GET.get("parent", "")
+    skip = parse_int(request.GET.get("skip"))
+    if skip:
+        items = more_items(data, timeline, state, parent, skip)
+        state = state.showing(parent, skip + WINDOW)
+    else:
+        items = expanded_items(data, timeline, state, parent)
+        state = state.opened(parent)
+    rows_url = RowsUrl.for_execution(execution.pk)
+    can_complete = allowed(request.user, COMPLETE_CALLBACK) and not execution.is_terminal
+    links = RowLinks.for_execution(execution, can_complete=can_complete)
+    context = {
+        "execution": execution,
+        "timeline_rows": items_html(items, links, rows_url, timeline),
+        **state_context(state, rows_url),
+    }
+    return render(request, "executions/detail.html#timeline-rows-response", context)
+
+
+def _history(request: HtmxHttpRequest, execution: Execution) -> dict[str, Any]:
+    """A page of history (``type``, ``after``, ``pages``: see ``history_page``) and its rows."""
+    history = history_page(
+        execution,
+        event_type=request.GET.get("type", ""),
+        after=parse_int(request.GET.get("after")),
+        pages=parse_int(request.GET.get("pages"), 1),
+    )
+    return {"history": history, "history_rows": history_rows_html(history, execution)}
 
 
 def _detail_context(request: HtmxHttpRequest, execution: Execution) -> dict[str, Any]:
     data = cq.execution_detail_data(execution)
     user, now = request.user, clock.now()
-    after = request.GET.get("after", "")
     timeline = build_timeline(data, now)
     can_complete = allowed(user, COMPLETE_CALLBACK) and not execution.is_terminal
+    # Only expanded rows, a window of siblings at a time (timeline_window.py); what the
+    # reader opened comes back with live refreshes.
+    state = TimelineState.from_query(request.GET)
+    rows_url = RowsUrl.for_execution(execution.pk)
+    links = RowLinks.for_execution(execution, can_complete=can_complete)
     return {
         "execution": execution,
         "data": data,
         "timeline": timeline,
-        "timeline_rows": rows_html(timeline, RowLinks.for_execution(execution, can_complete=can_complete)),
-        "history": history_page(
-            data.events, event_type=request.GET.get("type", ""), after=int(after) if after.isdigit() else 0
-        ),
+        "timeline_rows": items_html(page_items(data, timeline, state), links, rows_url, timeline),
+        **state_context(state, rows_url),
+        **_history(request, execution),
         "invocations": timeline.invocations,  # the newest ones, with their outcome styles
-        "pending_callbacks": [n.operation for n in data.nodes.values() if _is_pending_callback(n.operation)],
+        # (operation, its own name): wait_for_callback's CALLBACK is "<name> create callback id" to the SDK.
+        "pending_callbacks": [(row.op, row.label) for row in timeline.rows if _is_pending_callback(row.op)],
         "can_operate": allowed(user, OPERATE_EXECUTION),
         "can_complete": can_complete,
         "actions": _available_actions(execution) if allowed(user, OPERATE_EXECUTION) else set(),

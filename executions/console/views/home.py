@@ -1,8 +1,9 @@
 """Home: counts by status, activity charts, and everything waiting on people.
 
-Counts, charts and the board come from the console cache (executions/queries/cache.py): one
-computation serves every viewer for a few seconds and is refreshed off the request path, so
-none of them costs a view more the more executions run.
+The counts are exact on every view: the database maintains them (one query, see
+``cq.execution_counts_by_status``). Charts and the board come from the console cache
+(executions/queries/cache.py): one computation serves every viewer for a few seconds and is
+refreshed off the request path, so neither costs a view more the more executions run.
 """
 
 from __future__ import annotations
@@ -37,18 +38,19 @@ def home(request: HtmxHttpRequest) -> HttpResponse:
     now = clock.now()
     entries = console_cache.cached_many(
         [
-            cq.wanted_counts_by_status(),
             cq.wanted_activity_chart(window=HOUR, buckets=12, title="Last hour, per 5 minutes"),
             cq.wanted_activity_chart(window=DAY, buckets=24, title="Last 24 hours, per hour"),
             cq.wanted_waiting_on_people(limit=BOARD_LIMIT),
         ],
         now=now,
     )
-    counts, hour_chart, day_chart, board = entries
+    hour_chart, day_chart, board = entries
     waiting = cq.aged(board, now)
+    # Exact as of this view: maintained by the database, read on every view (one query).
+    counts = cq.execution_counts_by_status()
     context = {
-        "counts": [(status, label, counts.value.get(status, 0)) for status, label in cq.status_choices()],
-        "total": sum(counts.value.values()),
+        "counts": [(status, label, counts.get(status, 0)) for status, label in cq.status_choices()],
+        "total": sum(counts.values()),
         # activity_svg escapes every text it writes; the markup is safe to inline.
         "hour_chart": mark_safe(hour_chart.value),
         "day_chart": mark_safe(day_chart.value),
