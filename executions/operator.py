@@ -114,7 +114,8 @@ def callback_succeed_operation(actor: Actor, op: Operation, result: str, *, arn:
     """``callback_succeed`` for the CALLBACK operation the caller holds (the console)."""
     with transaction.atomic():
         services.callback_succeed_operation(op, result)
-        audit.record(actor, "callback.succeed", arn, result=result[:2000])
+        # The operation names the row the console's timeline labels "completed by hand".
+        audit.record(actor, "callback.succeed", arn, result=result[:2000], operation=op.operation_id)
 
 
 def callback_fail_operation(
@@ -123,7 +124,7 @@ def callback_fail_operation(
     """``callback_fail`` for the CALLBACK operation the caller holds (the console)."""
     with transaction.atomic():
         services.callback_fail_operation(op, error)
-        audit.record(actor, "callback.fail", arn, error=error or {})
+        audit.record(actor, "callback.fail", arn, error=error or {}, operation=op.operation_id)
 
 
 def function_save(actor: Actor, **fields: Any) -> Function:

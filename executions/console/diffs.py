@@ -11,9 +11,10 @@ import datetime
 import difflib
 import itertools
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
+from executions.console.payloads import decode_payload
 from executions.models import Execution, HistoryEvent, Operation
 from executions.vocabulary import OperationType
 
@@ -30,18 +31,23 @@ class DiffRow:
 
 
 def pretty(value: Any) -> str:
-    """JSON (text or value) as stable, indented text; other text as it is."""
+    """JSON (text or value) as stable, indented text, the SDK's envelopes decoded; other text as it is."""
     if value is None:
         return ""
-    if isinstance(value, str):
-        try:
-            value = json.loads(value)
-        except (ValueError, RecursionError):  # not JSON, or nested too deeply to parse here
-            return value
+    decoded = decode_payload(value)
+    if not decoded.is_json:  # not JSON, or nested too deeply to parse here
+        return decoded.raw
     try:
-        return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False)
-    except RecursionError:
-        return str(value)
+        return json.dumps(decoded.value, indent=2, sort_keys=True, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        return decoded.raw
+
+
+def readable_error(error: Any) -> Any:
+    """An error object with its ``ErrorData`` decoded (the SDK serializes it like a result)."""
+    if isinstance(error, dict) and isinstance(error.get("ErrorData"), str):
+        return {**error, "ErrorData": decode_payload(error["ErrorData"]).value}
+    return error
 
 
 def side_by_side(left: str, right: str) -> list[DiffRow]:
@@ -77,8 +83,18 @@ class Attempt:
     number: int
     outcome: str  # "FAILED" or "SUCCEEDED"
     at: datetime.datetime
-    text: str  # the error (failed) or the result (succeeded), pretty-printed
+    text: str  # the error (failed) or the result (succeeded), decoded and pretty-printed
     next_delay: int | None
+    raw: str = ""  # the payload as stored (the SDK's envelope), when decoding changed it
+    run: int = 1  # 1, then 2 after the first redrive that ran the step again, ...
+    before_redrive: bool = False  # a later run (after a redrive) exists
+
+    @property
+    def label(self) -> str:
+        """ "attempt 2", or "attempt 2 · failed before the redrive" for an earlier run's attempt."""
+        if not self.before_redrive:
+            return f"attempt {self.number}"
+        return f"attempt {self.number} · {self.outcome.lower()} before the redrive"
 
 
 @dataclass(frozen=True)
@@ -93,21 +109,42 @@ def step_attempts(execution: Execution, operation_id: str) -> list[Attempt]:
     events = HistoryEvent.objects.filter(
         execution=execution, operation_id=operation_id, event_type__in=ATTEMPT_EVENTS
     ).order_by("event_id")
-    attempts = []
-    for number, event in enumerate(events, start=1):
+    return attempts_from_events(list(events))
+
+
+def attempts_from_events(events: list[HistoryEvent]) -> list[Attempt]:
+    """The finished attempts among one step's events (oldest first), split into runs.
+
+    A redrive deletes a failed step and the handler runs it again from attempt 1,
+    while the history keeps the earlier attempts: an attempt number that does not
+    go up starts a new run, and every attempt of an earlier run is marked.
+    """
+    found: list[Attempt] = []
+    run, previous = 1, 0
+    for event in events:
+        if event.event_type not in ATTEMPT_EVENTS:
+            continue
         retry = event.details.get("RetryDetails") or {}
         failed = event.event_type == "StepFailed"
         payload = (event.details.get("Error" if failed else "Result") or {}).get("Payload")
-        attempts.append(
+        number = retry.get("CurrentAttempt") or previous + 1
+        if found and number <= previous:
+            run += 1
+        previous = number
+        shown = pretty(readable_error(payload) if failed else payload)
+        raw = payload if isinstance(payload, str) else json.dumps(payload, indent=2, ensure_ascii=False)
+        found.append(
             Attempt(
-                number=retry.get("CurrentAttempt") or number,
+                number=number,
                 outcome="FAILED" if failed else "SUCCEEDED",
                 at=event.timestamp,
-                text=pretty(payload),
+                text=shown,
                 next_delay=retry.get("NextAttemptDelaySeconds"),
+                raw=raw if raw != shown else "",
+                run=run,
             )
         )
-    return attempts
+    return [replace(attempt, before_redrive=attempt.run < run) for attempt in found]
 
 
 def attempt_pairs(attempts: list[Attempt]) -> list[AttemptPair]:
@@ -127,11 +164,13 @@ class ExecutionDiff:
     input: list[DiffRow]
     outcome: list[DiffRow]
     operations: list[DiffRow]
+    # Both inputs as stored, when decoding changed either (a child's input is the SDK's envelope).
+    raw_input: tuple[str, str] | None = None
 
 
 def outcome_text(execution: Execution) -> str:
     if execution.error is not None:
-        return f"{execution.status}\n" + pretty(execution.error)
+        return f"{execution.status}\n" + pretty(readable_error(execution.error))
     return f"{execution.status}\n" + pretty(execution.result)
 
 
@@ -154,8 +193,10 @@ def operation_lines(execution: Execution) -> str:
 
 
 def execution_diff(left: Execution, right: Execution) -> ExecutionDiff:
+    inputs = decode_payload(left.input_payload), decode_payload(right.input_payload)
     return ExecutionDiff(
         input=side_by_side(pretty(left.input_payload), pretty(right.input_payload)),
         outcome=side_by_side(outcome_text(left), outcome_text(right)),
         operations=side_by_side(operation_lines(left), operation_lines(right)),
+        raw_input=(inputs[0].raw, inputs[1].raw) if any(d.decoded for d in inputs) else None,
     )

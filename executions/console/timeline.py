@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from dataclasses import dataclass, field
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 
@@ -33,6 +34,16 @@ from executions.console.formatting import (
     status_class,
     time_tag,
 )
+from executions.console.timeline_history import (
+    FAILED_STATUSES,
+    EarlierRun,
+    ExecutionStory,
+    HandCompletion,
+    Redrive,
+    callback_label,
+    execution_story,
+)
+from executions.console.timescale import Break, TimeScale, build_scale
 from executions.models import Execution, Invocation, InvocationOutcome, Operation
 from executions.vocabulary import OPEN_OPERATION_STATUSES, OperationStatus, OperationType
 
@@ -166,6 +177,13 @@ class TimelineRow:
     open_ended: bool
     child_execution: Execution | None
     decision: Any = None  # approvals.selectors.DecisionSummary of a CALLBACK op, if people decide it
+    label: str = ""  # the name shown: a callback's own name rather than the SDK's "create callback id"
+    failed_children: int = 0  # direct children that failed or hold a failure ("2 of 500 failed")
+    failing: bool = False  # failed, holds a failure, or failed before a redrive: "failures only" shows it
+    earlier: EarlierRun | None = None  # its run before the latest redrive
+    earlier_bar: tuple[float, float] | None = None
+    completion: HandCompletion | None = None  # a callback completed by hand
+    ghost: bool = False  # failed before a redrive and not run again (yet): from the history
 
     @property
     def bar_style(self) -> str:
@@ -183,6 +201,35 @@ class Timeline:
     invocation_total: int = 0
     # (style, count) per outcome over every invocation, in OUTCOME_STYLES order, running last.
     invocation_counts: list[tuple[OutcomeStyle, int]] = field(default_factory=list)
+    scale: TimeScale | None = None
+    redrives: list[RedriveMark] = field(default_factory=list)
+    failures: int = 0  # rows "failures only" shows
+    # Operations that failed before the latest redrive and are not in the tree any more (the
+    # handler has not reached them again, or took another path): after the rows, from the history.
+    ghosts: list[TimelineRow] = field(default_factory=list)
+
+    @property
+    def ghost_rows(self) -> SafeString:
+        if not self.ghosts:
+            return mark_safe("")
+        return rows_html(replace(self, rows=self.ghosts), RowLinks("", "", "", can_complete=False))
+
+    @property
+    def track_style(self) -> str:
+        """The breaks and the redrive lines as CSS variables on the table (nothing per row)."""
+        parts = [self.scale.background] if self.scale and self.scale.breaks else []
+        if self.redrives:
+            lines = ", ".join(
+                f"transparent {m.left:.3f}%, var(--redrive) {m.left:.3f}% calc({m.left:.3f}% + 2px), "
+                f"transparent calc({m.left:.3f}% + 2px)"
+                for m in self.redrives
+            )
+            parts.append(f"--redrives:linear-gradient(90deg, {lines})")
+        return ";".join(parts)
+
+    @property
+    def breaks(self) -> tuple[Break, ...]:
+        return self.scale.breaks if self.scale else ()
 
     @property
     def invocation_summary(self) -> str:
@@ -204,22 +251,37 @@ def kind_of(op: Operation) -> str:
     return TYPE_LABELS.get(op.type, op.type)
 
 
+@dataclass(frozen=True, slots=True)
+class RedriveMark:
+    redrive: Redrive
+    left: float  # % of the track
+
+    @property
+    def title(self) -> str:
+        return self.redrive.title
+
+
 def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
-    """Rows for every operation of ``data`` (a ``DetailData``), scaled to the execution's span."""
+    """Rows for every operation of ``data`` (a ``DetailData``) on the execution's time scale."""
     execution: Execution = data.execution
     start = execution.started_at
     end = execution.ended_at or max(now, start)
-    span = max((end - start).total_seconds(), 0.001)
     nodes = list(data.flattened())
     decisions = _decisions(
         [node.operation for node in nodes if node.operation.type == OperationType.CALLBACK]
     )
+    story = execution_story(execution, (node.operation for node in nodes))
+    invocations: list[Invocation] = data.invocations
+    scale = build_scale(start, end, _busy(nodes, invocations, story))
+    failed_children = _failed_children(nodes)
     rows = []
     for node in nodes:
         op = node.operation
         op_end = op.ended_at or (end if op.status in OPEN_OPERATION_STATUSES else op.started_at)
-        left = max(0.0, (op.started_at - start).total_seconds() / span * 100)
-        width = max(0.0, (op_end - op.started_at).total_seconds() / span * 100)
+        left, width = scale.bar(op.started_at, op_end)
+        earlier = story.earlier.get(op.operation_id)
+        parent = data.nodes.get(op.parent_id) if op.parent_id else None
+        failed = failed_children.get(op.operation_id, 0)
         rows.append(
             TimelineRow(
                 op=op,
@@ -227,34 +289,103 @@ def build_timeline(data: Any, now: datetime.datetime) -> Timeline:
                 children=len(node.children),
                 folded=len(node.children) > FOLD_CHILDREN_OVER,
                 kind=kind_of(op),
-                left=round(min(left, 100.0), 3),
-                width=round(min(width, 100.0 - min(left, 100.0)), 3),
+                left=left,
+                width=width,
                 open_ended=op.ended_at is None and op.status in OPEN_OPERATION_STATUSES,
                 child_execution=data.children.get(op.operation_id),
                 decision=decisions.get(op.pk),
+                label=callback_label(op, parent.operation if parent else None),
+                failed_children=failed,
+                failing=op.status in FAILED_STATUSES or failed > 0 or earlier is not None,
+                earlier=earlier,
+                earlier_bar=scale.bar(earlier.started_at, earlier.ended_at) if earlier else None,
+                completion=story.completions.get(op.operation_id),
             )
         )
-    invocations: list[Invocation] = data.invocations
+    ghosts = _ghost_rows(story, scale)
     return Timeline(
         rows=rows,
         start=start,
         end=end,
         running=execution.ended_at is None,
-        invocations=[_mark(inv, start, end, span) for inv in invocations[-INVOCATIONS_SHOWN:]],
+        invocations=[_mark(inv, end, scale) for inv in invocations[-INVOCATIONS_SHOWN:]],
         invocation_total=len(invocations),
         invocation_counts=_outcome_counts(invocations),
+        scale=scale,
+        redrives=[RedriveMark(r, round(scale.x(r.at), 3)) for r in story.redrives],
+        failures=sum(1 for row in rows if row.failing) + len(ghosts),
+        ghosts=ghosts,
     )
 
 
-def _mark(inv: Invocation, start: datetime.datetime, end: datetime.datetime, span: float) -> InvocationMark:
-    inv_end = inv.ended_at or end
-    left = min(max(0.0, (inv.started_at - start).total_seconds() / span * 100), 100.0)
-    width = max(0.0, (inv_end - inv.started_at).total_seconds() / span * 100)
+def _busy(
+    nodes: list[Any], invocations: list[Invocation], story: ExecutionStory
+) -> Iterator[tuple[datetime.datetime, datetime.datetime]]:
+    """What keeps the time axis linear: invocations, and the instants operations start and end."""
+    for inv in invocations:
+        yield inv.started_at, inv.ended_at or inv.started_at
+    for node in nodes:
+        op = node.operation
+        yield op.started_at, op.started_at
+        if op.ended_at:
+            yield op.ended_at, op.ended_at
+    for redrive in story.redrives:
+        yield redrive.at, redrive.at
+    for run in story.earlier.values():
+        yield run.started_at, run.started_at
+        yield run.ended_at, run.ended_at
+    for ghost in story.ghosts:
+        yield ghost.started_at, ghost.ended_at or ghost.started_at
+
+
+def _failed_children(nodes: list[Any]) -> dict[str, int]:
+    """Per parent: its direct children that failed or hold a failure somewhere below them.
+
+    One pass from the leaves up (``nodes`` is depth-first, parents first), so a
+    folded map of 500 items can say "2 of 500 failed" without unfolding.
+    """
+    holds_failure: dict[int, bool] = {}
+    counts: dict[str, int] = {}
+    for node in reversed(nodes):
+        op = node.operation
+        failed = sum(1 for child in node.children if holds_failure.get(id(child)))
+        if failed:
+            counts[op.operation_id] = failed
+        holds_failure[id(node)] = op.status in FAILED_STATUSES or failed > 0
+    return counts
+
+
+def _ghost_rows(story: ExecutionStory, scale: TimeScale) -> list[TimelineRow]:
+    """Operations that failed before the latest redrive and are gone since, as rows of their own."""
+    rows = []
+    for ghost in story.ghosts:
+        left, width = scale.bar(ghost.started_at, ghost.ended_at or ghost.started_at)
+        rows.append(
+            TimelineRow(
+                op=ghost,
+                depth=0,
+                children=0,
+                folded=False,
+                kind=kind_of(ghost),
+                left=left,
+                width=width,
+                open_ended=False,
+                child_execution=None,
+                label=callback_label(ghost, None),
+                failing=True,
+                ghost=True,
+            )
+        )
+    return rows
+
+
+def _mark(inv: Invocation, end: datetime.datetime, scale: TimeScale) -> InvocationMark:
+    left, width = scale.bar(inv.started_at, inv.ended_at or end)
     return InvocationMark(
         invocation=inv,
         outcome=outcome_style(inv),
-        left=round(left, 3),
-        width=round(min(width, 100.0 - left), 3),
+        left=left,
+        width=width,
         open_ended=inv.ended_at is None,
     )
 
@@ -281,13 +412,17 @@ def _decisions(callbacks: list[Operation]) -> dict[int, Any]:
 # the htmx swap and the live refresh.
 
 ROW = (
-    '<tr id="op-{id}" data-depth="{depth}"{folded} data-nav-item>'
+    '<tr id="op-{id}" data-depth="{depth}"{folded}{fail} data-nav-item>'
     '<td><div class="op-name" style="--depth:{depth}">{toggle}<span class="kind">{kind}</span>'
-    '<span class="label" title="{name}">{name}</span>{count}</div></td>'
-    '<td><span class="badge {cls}">{status}</span></td>'
-    '<td><div class="track {cls}"{took}><span class="bar{open}" style="{bar}"></span></div></td>'
+    '<button type="button" class="label" data-op-open data-nav-link title="{name}">{name}</button>'
+    "{count}</div></td>"
+    '<td><span class="badge {cls}">{status}</span>{ghost}</td>'
+    '<td><div class="track {cls}"{took}>{earlier}<span class="bar{open}" style="{bar}"></span></div></td>'
     '<td class="info info-cell">{info}</td></tr>\n'
 )
+# The run before a redrive, drawn faint in the same track.
+EARLIER_BAR = '<span class="bar earlier" style="--l:{left:.3f}%;--w:{width:.3f}%" title="{title}"></span>'
+GHOST = ' <span class="tag" data-testid="before-redrive">before the redrive</span>'
 TOGGLE = '<button type="button" class="toggle" data-toggle aria-expanded="true" aria-label="Fold">▸</button>'
 NO_TOGGLE = '<span class="toggle-spacer"></span>'
 # A folded context whose rows are not on the page: expanding fetches them (timeline_window.py).
@@ -331,13 +466,16 @@ def rows_html(timeline: Timeline, links: RowLinks) -> SafeString:
                 id=escape(op.operation_id),
                 depth=row.depth,
                 folded=" data-collapsed" if row.folded and not links.children else "",
+                fail=" data-fail" if row.failing else "",
                 toggle=_toggle(row, links),
                 kind=row.kind,
-                name=escape(op.name or op.operation_id),
+                name=escape(row.label or op.name or op.operation_id),
                 count=f'<span class="muted small">{row.children}</span>' if row.children else "",
                 cls=cls,
                 status=escape(op.status),
+                ghost=GHOST if row.ghost else "",
                 took=took,
+                earlier=_earlier_bar(row),
                 open=" open-ended" if row.open_ended else "",
                 bar=row.bar_style,
                 info=_info(row, links),
@@ -355,6 +493,13 @@ def _toggle(row: TimelineRow, links: RowLinks) -> str:
     return TOGGLE
 
 
+def _earlier_bar(row: TimelineRow) -> str:
+    if row.earlier is None or row.earlier_bar is None:
+        return ""
+    left, width = row.earlier_bar
+    return EARLIER_BAR.format(left=left, width=width, title=escape(row.earlier.label))
+
+
 def _countdown(moment: datetime.datetime) -> str:
     return str(countdown_tag(moment))  # formatting: the console's one countdown
 
@@ -362,11 +507,18 @@ def _countdown(moment: datetime.datetime) -> str:
 def _info(row: TimelineRow, links: RowLinks) -> str:
     op = row.op
     parts: list[str] = []
-    if op.type == OperationType.STEP:
+    if row.failed_children:
+        parts.append(
+            f'<strong class="fail-count" data-testid="failed-descendants">'
+            f"{row.failed_children} of {row.children} failed</strong>"
+        )
+    if row.ghost and row.op.type == OperationType.STEP:
+        parts.append(f"attempt {op.attempt} · {op.status.lower().replace('_', ' ')} before the redrive")
+    elif op.type == OperationType.STEP:
         parts.append(f"attempt {op.attempt}")
         if op.next_attempt_at and op.status in (OperationStatus.PENDING, OperationStatus.READY):
             parts.append(f"retry {_countdown(op.next_attempt_at)}")
-        if op.attempt > 1:
+        if op.attempt > 1 or row.earlier is not None:
             url = links.attempts.format(escape(op.operation_id))
             parts.append(f'<a href="{url}" data-testid="attempts-link">attempts diff</a>')
     elif op.type == OperationType.WAIT:
@@ -380,13 +532,18 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
             )
     elif op.type == OperationType.CALLBACK:
         parts += _callback_info(op, links)
-        if row.decision is not None:
-            parts.append(_decision_info(row.decision))
+        if row.completion is not None:  # the audit log says who: that, not the approvals row's "expired"
+            parts.append(f'<span data-testid="callback-decision">{escape(row.completion.label)}</span>')
+        elif row.decision is not None:
+            parts.append(_decision_info(op, row.decision))
     elif op.type == OperationType.CHAINED_INVOKE:
         parts.append(f"→ {escape(op.invoke_function_name)}")
         if child := row.child_execution:
             url = links.execution.format(child.pk)
             parts.append(f'<a href="{url}" data-testid="child-link">{escape(child.status.lower())} child</a>')
+    if row.earlier is not None:
+        label = escape(row.earlier.label)
+        parts.append(f'<span class="earlier-run" data-testid="earlier-run">{label}</span>')
     if op.error:
         parts.append(escape(error_message(op.error)))
     elif op.result and op.type in (
@@ -398,8 +555,12 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
     return " · ".join(parts)
 
 
-def _decision_info(decision: Any) -> str:
+def _decision_info(op: Operation, decision: Any) -> str:
     """ "approved by alice (inbox)", "confirmed by grace@example.com (e-mail link)", or the pending state."""
+    if not decision.decided_by and op.status in (OperationStatus.SUCCEEDED, OperationStatus.FAILED):
+        # Answered, but not through the approvals app (the API, or by hand before the audit
+        # entry named its operation): the request lapsed because of that, not of time.
+        return '<span data-testid="callback-decision">completed outside the inbox</span>'
     if not decision.decided_by:
         return (
             f'<span data-testid="callback-decision">{escape(decision.kind)} {escape(decision.status)}</span>'

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from django.urls import path
 
-from executions.console.views import actions, audit, bulk, diffs, executions, faults, functions, home
+from executions.console.views import (
+    actions,
+    audit,
+    bulk,
+    diffs,
+    executions,
+    faults,
+    functions,
+    home,
+    operations,
+)
 from executions.console.views import administration as admin_pages
 
 app_name = "console"
@@ -29,6 +39,7 @@ urlpatterns = [
     path(EXECUTION + "rerun/", actions.execution_rerun, name="execution-rerun"),
     path(EXECUTION + "callbacks/<str:operation_id>/", actions.callback_complete, name="callback-complete"),
     path(EXECUTION + "steps/<str:operation_id>/attempts/", diffs.step_attempts, name="step-attempts"),
+    path(EXECUTION + "operations/<str:operation_id>/", operations.operation_detail, name="operation-detail"),
     path(EXECUTION + "compare/", diffs.compare, name="execution-compare"),
     path("functions/", functions.function_list, name="function-list"),
     path("functions/new/", functions.function_create, name="function-create"),

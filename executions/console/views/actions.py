@@ -19,6 +19,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from executions import operator, services
 from executions.audit import Actor
+from executions.console.callbacks import expected_result
 from executions.console.formatting import pretty_json
 from executions.console.forms import (
     CallbackFailForm,
@@ -36,6 +37,7 @@ from executions.console.permissions import (
     execution_get_for_user,
     require,
 )
+from executions.console.timeline_history import callback_label
 from executions.engine.errors import ServiceError
 from executions.models import Execution, Operation
 from executions.vocabulary import REDRIVABLE_STATUSES, ExecutionAction, OperationStatus, OperationType, allows
@@ -134,14 +136,24 @@ def callback_complete(request: HtmxHttpRequest, pk: int, operation_id: str) -> H
     execution = execution_get_for_user(request.user, pk, complete_callback=True)
     op = _callback_operation(execution, operation_id)
     outcome = request.POST.get("outcome")
-    succeed = CallbackSucceedForm(request.POST if outcome == "succeed" else None, prefix="succeed")
+    expected = expected_result(op, request.user.get_username())  # an approval's or a verification's shape
+    succeed = CallbackSucceedForm(
+        request.POST if outcome == "succeed" else None, prefix="succeed", initial={"result": expected.initial}
+    )
     fail = CallbackFailForm(request.POST if outcome == "fail" else None, prefix="fail")
     chosen = {"succeed": succeed, "fail": fail}.get(outcome or "")
     if chosen is not None and _callback_done(request, execution, op, chosen):
         return redirect("console:execution-detail", pk=execution.pk)
     open_execution = allows(execution.status, ExecutionAction.COMPLETE_CALLBACK)
     waiting = op.status == OperationStatus.STARTED and open_execution
-    extra = {"operation": op, "callback_waiting": waiting, "succeed_form": succeed, "fail_form": fail}
+    extra = {
+        "operation": op,
+        "callback_waiting": waiting,
+        "succeed_form": succeed,
+        "fail_form": fail,
+        "callback_label": _label(execution, op),
+        "expected": expected,
+    }
     return _action_page(request, execution, "callback", chosen or succeed, **extra)
 
 
@@ -153,10 +165,19 @@ def _callback_operation(execution: Execution, operation_id: str) -> Operation:
     return op
 
 
+def _label(execution: Execution, op: Operation) -> str:
+    """The callback's own name (the SDK calls wait_for_callback's CALLBACK "<name> create callback id")."""
+    if not op.parent_id:
+        return callback_label(op, None)
+    return callback_label(
+        op, Operation.objects.filter(execution=execution, operation_id=op.parent_id).first()
+    )
+
+
 def _callback_done(request: HtmxHttpRequest, execution: Execution, op: Operation, form: forms.Form) -> bool:
     if not form.is_valid():
         return False
-    label, arn = op.name or op.operation_id, execution.arn
+    label, arn = _label(execution, op), execution.arn
     if isinstance(form, CallbackSucceedForm):
         result, note = form.cleaned_data["result"], f"Callback {label} succeeded."
         return _performed(request, form, note, operator.callback_succeed_operation, op, result, arn=arn)

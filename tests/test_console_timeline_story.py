@@ -1,0 +1,275 @@
+"""The execution page tells the whole story: decoded payloads, the operation panel, redrives,
+failures inside folded contexts, callbacks completed by hand (issue 12, items 1, 2 and 6)."""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import html
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_durable_execution_sdk_python.serdes import EXTENDED_TYPES_SERDES
+from django.test import Client
+
+from examples import ledger
+from examples.switches import fault_switch_set
+from executions import operator
+from executions.audit import Actor
+from executions.console.payloads import decode_payload
+from executions.models import Execution, HistoryEvent, Operation
+from executions.workers import handler_db
+from tests.console_support import Cast, finished, make_cast, register_demos
+from tests.engine_driver import EngineDriver, engine_driver, refreshed, start
+
+AUTH = 4  # session, user, user permissions, group permissions
+
+
+# --- decoding (no database) -------------------------------------------------------------------
+
+
+def sdk(value: Any) -> str:
+    """``value`` as the SDK checkpoints it (its extended serializer: type-tagged envelopes)."""
+    return EXTENDED_TYPES_SERDES.serialize(value)
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        (sdk({"hotel": "Grand Budapest", "nights": 3}), {"hotel": "Grand Budapest", "nights": 3}),
+        (
+            sdk({"rows": [1, {"pair": (1, "a")}], "none": None}),
+            {"rows": [1, {"pair": [1, "a"]}], "none": None},
+        ),
+        (
+            sdk(
+                {"price": decimal.Decimal("12.50"), "id": uuid.UUID(int=7), "day": datetime.date(2026, 1, 2)}
+            ),
+            {"price": "12.50", "id": str(uuid.UUID(int=7)), "day": "2026-01-02"},
+        ),
+        (
+            sdk({"blob": b"xy", "at": datetime.datetime(2026, 1, 2, 3, 4, 5)}),
+            {"blob": "base64:eHk=", "at": "2026-01-02T03:04:05"},
+        ),
+        (sdk(("a", 1.5, True)), ["a", 1.5, True]),
+        (json.dumps(json.dumps({"inner": [1, 2]})), {"inner": [1, 2]}),  # JSON inside JSON
+    ],
+)
+def test_envelopes_and_json_inside_json_are_decoded(stored: str, shown: Any) -> None:
+    decoded = decode_payload(stored)
+    assert decoded.decoded and decoded.is_json and decoded.raw == stored
+    assert decoded.value == shown
+
+
+@pytest.mark.parametrize(
+    ("stored", "is_json"),
+    [
+        ('{"t": "zz", "v": 1}', True),  # unknown tag
+        ('{"t": "i", "v": "seven"}', True),  # a value of the wrong shape for its tag
+        ('{"t": "m", "v": {"x": {"t": "qq", "v": 1}}}', True),  # an unknown tag deep inside
+        ('{"t": "b", "v": 1}', True),
+        ("not json at all", False),
+        ("[" * 5000 + "]" * 5000, False),  # deeper than the parser goes
+        ('{"a": {"t": "s", "v": "x"}}', True),  # plain JSON holding an envelope-like object: as it is
+        (sdk([1, 2, 3]), True),  # plain JSON: nothing to decode
+    ],
+)
+def test_unknown_shapes_fall_back_to_the_raw_text(stored: str, is_json: bool) -> None:
+    decoded = decode_payload(stored)
+    assert not decoded.decoded and decoded.is_json is is_json and decoded.raw == stored
+    assert decoded.text == (stored if not is_json else json.dumps(json.loads(stored), indent=2))
+
+
+def test_batch_results_and_error_data_decode() -> None:
+    from aws_durable_execution_sdk_python.concurrency.models import (
+        BatchItem,
+        BatchItemStatus,
+        BatchResult,
+        CompletionReason,
+    )
+
+    batch = BatchResult(
+        [BatchItem(0, BatchItemStatus.SUCCEEDED, {"n": 1}, None)], CompletionReason.ALL_COMPLETED
+    )
+    assert decode_payload(sdk(batch)).value == {
+        "all": [{"index": 0, "status": "SUCCEEDED", "result": {"n": 1}, "error": None}],
+        "completionReason": "ALL_COMPLETED",
+    }
+
+
+# --- pages ------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cast(db: None) -> Cast:
+    return make_cast()
+
+
+@pytest.fixture
+def driver() -> Iterator[EngineDriver]:
+    register_demos()
+    with engine_driver() as running:
+        yield running
+    ledger.close()
+    handler_db.close()
+
+
+def get(client: Client, path: str, **headers: str) -> str:
+    response = client.get(path, **headers)
+    assert response.status_code == 200, (path, response.status_code)
+    return response.content.decode()
+
+
+def row(page: str, op: Operation) -> str:
+    match = re.search(rf'<tr id="op-{op.operation_id}".*?</tr>', page, re.S)
+    assert match, f"no timeline row for {op.name}"
+    return match.group(0)
+
+
+def text(fragment: str) -> str:
+    return " ".join(html.unescape(re.sub(r"<[^>]+>", " ", fragment)).split())
+
+
+def event_details(client: Client, execution: Execution, event: HistoryEvent) -> str:
+    """A history event's details as the page shows them: fetched when opened, or in the page."""
+    response = client.get(f"/executions/{execution.pk}/history/{event.event_id}/")
+    return (
+        response.content.decode()
+        if response.status_code == 200
+        else get(client, f"/executions/{execution.pk}/")
+    )
+
+
+def redriven_booking(driver: EngineDriver) -> Execution:
+    """reserve-room fails twice, the execution fails, an hour passes, then a redrive succeeds."""
+    payload = {"booking_id": "story-1", "max_attempts": 2, "faults": {"booking.reserve_room": 50}}
+    failed = finished(driver, start("booking", payload))
+    assert failed.status == "FAILED"
+    driver.clock.advance(3600)
+    fault_switch_set("booking.reserve_room", disabled=True)
+    operator.redrive(Actor.cli(), failed.arn, "the outage is over")
+    driver.clock.advance(1)
+    done = finished(driver, failed)
+    assert done.status == "SUCCEEDED"
+    return done
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_redrive_is_marked_and_the_attempts_before_it_kept(cast: Cast, driver: EngineDriver) -> None:
+    execution = redriven_booking(driver)
+    client = cast.client("viewer")
+    page = get(client, f"/executions/{execution.pk}/")
+    marker = re.search(r'<span class="redrive-mark"[^>]*data-testid="redrive-marker"', page)
+    assert marker and "the outage is over" in marker.group(0) and "(cli)" in marker.group(0)
+    assert 'data-testid="timeline-break"' in page and "≈ 1 h" in page  # the hour before the redrive
+    reserve = Operation.objects.get(execution=execution, name="reserve-room")
+    reserve_row = row(page, reserve)
+    assert "data-fail" in reserve_row and 'class="bar earlier"' in reserve_row
+    assert "attempt 1 · attempts diff · attempt 2 · failed before the redrive" in text(reserve_row)
+    # The history shows the step's result decoded, with the stored envelope one click away.
+    succeeded = HistoryEvent.objects.get(
+        execution=execution, event_type="StepSucceeded", name="check-availability"
+    )
+    details = event_details(client, execution, succeeded)
+    assert "&quot;hotel&quot;: &quot;Grand Budapest Hotel&quot;" in details
+    raws = details.split('<details class="raw">')[1:]  # the stored text, one click away
+    assert any(r"{\&quot;t\&quot;:\&quot;m\&quot;" in raw for raw in raws)
+
+    attempts = get(client, f"/executions/{execution.pk}/steps/{reserve.operation_id}/attempts/")
+    assert attempts.count('data-testid="before-redrive"') == 2
+    assert "Attempt 1 (right) against attempt 2 · failed before the redrive (left)" in text(attempts)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_panel_shows_a_steps_decoded_result_attempts_and_links(cast: Cast, driver: EngineDriver) -> None:
+    execution = redriven_booking(driver)
+    reserve = Operation.objects.get(execution=execution, name="reserve-room")
+    path = f"/executions/{execution.pk}/operations/{reserve.operation_id}/"
+    panel = get(cast.client("viewer"), path, HTTP_HX_REQUEST="true")
+    assert not panel.lstrip().startswith("<!doctype")  # the partial, for the side panel
+    result = re.search(r'data-testid="panel-result">(.*?)</div></div>', panel, re.S)
+    assert result and '"confirmation" : "cnf-' in text(result.group(1))
+    assert 'data-testid="raw-payload"' in panel
+    assert panel.count('data-testid="panel-attempt"') == 3 and panel.count(">before the redrive<") == 2
+    assert 'data-testid="panel-attempts-link"' in panel and "<time datetime=" in panel
+    # Without htmx the same panel is a page of its own.
+    assert "<!doctype html>" in get(cast.client("operator"), path)
+
+    for role, status in (("approver", 403), ("nobody", 403), (None, 302)):
+        assert cast.client(role).get(path).status_code == status, role
+    assert cast.client("viewer").get(f"/executions/{execution.pk}/operations/nope/").status_code == 404
+    root = Operation.objects.get(execution=execution, type="EXECUTION")
+    assert (
+        cast.client("viewer").get(f"/executions/{execution.pk}/operations/{root.operation_id}/").status_code
+        == 404
+    )
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("records", [12, 40])
+def test_a_folded_map_says_how_many_items_failed_and_its_panel_costs_the_same_queries(
+    cast: Cast, driver: EngineDriver, records: int, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    payload = {"record_count": records, "batch_size": 4, "poison_batches": [0, 2], "max_attempts": 1}
+    execution = finished(driver, start("batch-processing", payload))
+    assert execution.status == "SUCCEEDED"
+    batches = records // 4
+    client = cast.client("operator")
+    page = get(client, f"/executions/{execution.pk}/")
+    the_map = Operation.objects.get(execution=execution, name="process-batches")
+    map_row = row(page, the_map)
+    assert the_map.status == "SUCCEEDED" and "data-fail" in map_row
+    assert f'data-testid="failed-descendants">2 of {batches} failed<' in map_row
+    assert re.search(r'<button [^>]*data-failures-only="#timeline-\d+"[^>]*>Failures only</button>', page)
+    # the execution, the operation, its events, its children's statuses (a top-level one: no parent)
+    with django_assert_num_queries(AUTH + 4):
+        panel = get(
+            client, f"/executions/{execution.pk}/operations/{the_map.operation_id}/", HTTP_HX_REQUEST="true"
+        )
+    assert f'data-testid="panel-failed-children">2 of {batches} failed<' in panel
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_verification_completed_by_hand_is_labelled_with_who_did_it(
+    cast: Cast, driver: EngineDriver
+) -> None:
+    execution = start("user-onboarding", {"user_id": "u-story", "email": "grace@example.com"})
+    driver.settle()
+    callback = Operation.objects.get(execution=execution, type="CALLBACK")
+    assert callback.name == "verify-email create callback id"  # the SDK's name, inside "verify-email"
+    client = cast.client("operator")
+    page = get(client, f"/executions/{execution.pk}/")
+    assert 'title="verify-email">verify-email</button>' in row(page, callback)
+    assert ">Complete verify-email…</a>" in page
+
+    form_path = f"/executions/{execution.pk}/callbacks/{callback.operation_id}/"
+    form = get(client, form_path)
+    assert "Complete callback verify-email by hand" in form and 'data-testid="expected-result"' in form
+    assert re.search(r"<textarea[^>]*>\s*true</textarea>", form), "the verification's result is prefilled"
+    response = client.post(form_path, {"outcome": "succeed", "succeed-result": "true"})
+    assert response.status_code == 302
+    driver.run_until(lambda: refreshed(execution).is_terminal)
+
+    callback_row = text(
+        row(get(client, f"/executions/{execution.pk}/"), Operation.objects.get(pk=callback.pk))
+    )
+    assert "completed by hand by operator (console)" in callback_row and "expired" not in callback_row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_approvals_callback_form_starts_from_the_decision_shape(cast: Cast, driver: EngineDriver) -> None:
+    execution = start("document-approval", {"document_id": "doc-story"})
+    driver.settle()
+    callback = Operation.objects.get(execution=execution, type="CALLBACK")
+    form = get(cast.client("operator"), f"/executions/{execution.pk}/callbacks/{callback.operation_id}/")
+    assert "Complete callback await-approval by hand" in form
+    textarea = re.search(r"<textarea[^>]*>(.*?)</textarea>", form, re.S)
+    assert textarea and json.loads(html.unescape(textarea.group(1))) == {
+        "approved": True,
+        "comments": "",
+        "reviewer": "operator",
+    }
