@@ -16,6 +16,9 @@
   // Whether the open request was reached from the list on this page: then "All requests" is
   // the browser's Back (htmx restores the list as it was); otherwise a plain link to the list.
   let openedFromList = false;
+  // The request last shown, and (back on the list, none open) the row that stays highlighted.
+  let lastShown = "";
+  let listCurrent = "";
 
   function rows() {
     return $$("#approval-list [data-testid='approval-row']");
@@ -27,8 +30,16 @@
     if (field) field.setAttribute("value", pk || "");
   }
 
-  function markCurrent(row) {
+  function highlight(row) {
     rows().forEach((el) => el.classList.toggle("is-current", el === row));
+  }
+
+  function rowFor(pk) {
+    return rows().find((row) => row.dataset.request === pk) || null;
+  }
+
+  function markCurrent(row) {
+    highlight(row);
     if (row) {
       row.scrollIntoView({ block: "nearest" });
       setOpen(row.dataset.request);
@@ -106,8 +117,10 @@
   function showRequest(article) {
     const page = $("#approvals-page");
     if (page) page.dataset.view = "detail";
-    setOpen(article.dataset.request);
-    markCurrent(rows().find((row) => row.dataset.request === article.dataset.request) || null);
+    lastShown = article.dataset.request;
+    listCurrent = "";
+    setOpen(lastShown);
+    markCurrent(rowFor(lastShown));
     const announce = $("#approvals-announce");
     const recorded = $("[data-announce]", article);
     if (announce) announce.textContent = recorded ? `${recorded.textContent.trim()} ${$("#approval-title", article).textContent.trim()}.` : "";
@@ -121,18 +134,36 @@
     if (heading) heading.focus({ preventScroll: true });
   }
 
-  function showList() {
-    const page = $("#approvals-page");
-    if (!page) return;
-    page.dataset.view = "list";
-    const current = $("#approval-list .approval-row.is-current [data-row-link]");
+  function focusCurrentRow() {
+    const current = $("#approval-list .approval-row.is-current [data-row-link]") || $("#approval-list [data-row-link]");
     if (current) {
       current.scrollIntoView({ block: "nearest" });
       current.focus({ preventScroll: true });
     }
   }
 
+  // Back on the list (htmx restored it as it was when a row was tapped): the request just read
+  // is the highlighted row, though none is open (so the polls ask for no request's status).
+  function showList() {
+    listCurrent = lastShown;
+    setOpen("");
+    highlight(rowFor(listCurrent));
+    focusCurrentRow();
+  }
+
+  let listHadFocus = false;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    if (event.target.id === "approval-list") listHadFocus = event.target.contains(document.activeElement);
+  });
+
   document.addEventListener("htmx:afterSettle", (event) => {
+    if (event.target.id === "approval-list") {
+      // A refreshed list: keep the highlight and, if it was in the list, the keyboard focus.
+      if (listCurrent && !$("#approval-open").getAttribute("value")) highlight(rowFor(listCurrent));
+      if (listHadFocus && !$("#approval-list").contains(document.activeElement)) focusCurrentRow();
+      listHadFocus = false;
+      return;
+    }
     if (event.target.id !== "approval-detail") return;
     const article = $("[data-testid='approval-detail']", event.target);
     if (article) showRequest(article);
@@ -181,6 +212,17 @@
       history.back();
     }
   });
+
+  /* htmx's history snapshots keep attributes, not what was typed or picked: write the search and
+     the order into their attributes, so that Back shows (and the next poll asks for) the same list. */
+  function keepFilters(event) {
+    const field = event.target;
+    if (!field.closest || !field.closest("#approval-filters")) return;
+    if (field.tagName === "SELECT") Array.from(field.options).forEach((option) => { option.defaultSelected = option.selected; });
+    else if (field.tagName === "INPUT") field.defaultValue = field.value;
+  }
+  document.addEventListener("input", keepFilters);
+  document.addEventListener("change", keepFilters);
 
   /* A page rendered after a refused POST (no htmx: the e-mail link page, or the inbox without JS). */
   function focusOnLoad() {

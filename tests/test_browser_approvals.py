@@ -194,6 +194,10 @@ def test_an_approver_decides_on_a_phone(demos: LiveConsole, chromium: Any) -> No
         expect(page.locator("#approval-title")).to_be_focused()
         expect(page).to_have_url(demos.at(f"/approvals/{second.pk}/"))
         on_screen(page, "#decision-approve")
+        page.get_by_test_id("detail-back").tap()  # the list again, without the approved request
+        expect(page.locator("#approval-list")).to_be_visible()
+        expect(page.locator(".approval-row")).to_have_count(1)
+        expect(page.locator(".approval-row.is-current a")).to_be_focused()
 
         page.goto(review_link_for(demos, second.title))  # no login needed; same phone
         no_sideways_scroll(page)
