@@ -311,9 +311,19 @@ def check_metrics(stack: Stack, web: SpawnedProcess, api: Any) -> None:
         "SELECT f.name, count(*) FROM executions_execution e"
         " JOIN executions_function f ON f.id = e.function_id GROUP BY f.name"
     )
-    assert started == dict(by_function)  # the API's starts, and the chained children's
-    assert value(samples, "durable_executions_finished_total") == succeeded
-    assert value(samples, "durable_executions_finished_total", status="SUCCEEDED") == succeeded
+    # The API's starts (web processes, never killed) are counted exactly. A chained child is
+    # started by a sandbox's checkpoint: one the kill cut off between its commit and its
+    # counter's increment is in the database but not in the metric.
+    api_started = set(RUNS) | {"document-approval"}
+    assert {f: started.get(f) for f in api_started} == {f: n for f, n in by_function if f in api_started}
+    for function, count in by_function:
+        assert count - 1 <= started.get(function, 0) <= count, function
+    # Likewise a finish the killed worker committed but had not counted yet (one per thread
+    # at most, and the slow step's thread was not finishing).
+    assert succeeded - 3 <= value(samples, "durable_executions_finished_total") <= succeeded
+    assert value(samples, "durable_executions_finished_total", status="SUCCEEDED") == value(
+        samples, "durable_executions_finished_total"
+    )
     assert value(samples, "durable_api_requests_total", operation="Invoke", status="202") == len(RUNS) + 1
     assert value(samples, "durable_api_requests_total", operation="GetDurableExecution", status="200") == 1
     assert value(samples, "durable_api_request_duration_seconds_count", operation="Invoke") == len(RUNS) + 1
