@@ -202,7 +202,8 @@ def _detail_context(request: HtmxHttpRequest, execution: Execution) -> dict[str,
         **state_context(state, rows_url),
         **_history(request, execution),
         "invocations": timeline.invocations,  # the newest ones, with their outcome styles
-        "pending_callbacks": [n.operation for n in data.nodes.values() if _is_pending_callback(n.operation)],
+        # (operation, its own name): wait_for_callback's CALLBACK is "<name> create callback id" to the SDK.
+        "pending_callbacks": [(row.op, row.label) for row in timeline.rows if _is_pending_callback(row.op)],
         "can_operate": allowed(user, OPERATE_EXECUTION),
         "can_complete": can_complete,
         "actions": _available_actions(execution) if allowed(user, OPERATE_EXECUTION) else set(),
