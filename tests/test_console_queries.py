@@ -467,7 +467,7 @@ def test_activity_svg_is_accessible_and_escaped() -> None:
     labels = [text.text for text in root.iter(f"{ns}text")]
     assert "Started" in labels and "Succeeded" in labels and "Failed" in labels
     assert "50" in labels and "0" in labels  # y axis: the peak rounded up, and zero
-    assert "12:00" in labels and "12:09" in labels  # x axis: first and last bucket
+    assert "12:00" in labels and "12:09 UTC" in labels  # x axis: first and last bucket, and its zone
     assert cq.activity_svg(buckets, title=title) == cq.activity_svg(buckets, title=title)  # pure
 
 

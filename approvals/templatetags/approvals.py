@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 from django import template
 
+from executions.console import formatting
+
 if TYPE_CHECKING:
     from approvals.selectors import InboxQuery
 
@@ -16,19 +18,10 @@ register = template.Library()
 
 @register.filter
 def time_left(seconds: float | None) -> str:
-    """``2 d 3 h``, ``5 h 10 min``, ``12 min``, ``under a minute``; "" once past."""
+    """How long a request stays open, in the console's one duration format; "" once past."""
     if seconds is None or seconds <= 0:
         return ""
-    minutes = int(seconds // 60)
-    if minutes < 1:
-        return "under a minute"
-    hours, minutes = divmod(minutes, 60)
-    if hours < 1:
-        return f"{minutes} min"
-    days, hours = divmod(hours, 24)
-    if days < 1:
-        return f"{hours} h {minutes} min" if minutes else f"{hours} h"
-    return f"{days} d {hours} h" if hours else f"{days} d"
+    return formatting.whole_duration(seconds)
 
 
 @dataclass(frozen=True)

@@ -204,10 +204,15 @@ def time_tag(value: datetime.datetime | None, style: str = "datetime") -> SafeSt
     )
 
 
+def whole_duration(seconds: float) -> str:
+    """``42 s``, ``3 min 5 s``, ``2 h 10 min``: the duration format in whole seconds."""
+    whole = round(abs(seconds))
+    return f"{whole} s" if whole < 60 else duration(whole)
+
+
 def countdown_text(seconds: float) -> str:
     """``in 42 s``, ``in 3 min 5 s``, ``2 h 10 min ago``: whole seconds in the duration format."""
-    whole = round(abs(seconds))
-    text = f"{whole} s" if whole < 60 else duration(whole)
+    text = whole_duration(seconds)
     return f"in {text}" if seconds >= 0 else f"{text} ago"
 
 

@@ -646,11 +646,13 @@ def activity_svg(buckets: list[ActivityBucket], *, width: int = 640, height: int
         # X labels: first, middle, last bucket start.
         marks = sorted({0, len(buckets) // 2, len(buckets) - 1})
         for index in marks:
+            # The chart is cached and shared by every reader: its times stay UTC, and say so.
+            zone = " UTC" if index == marks[-1] else ""
             anchor = "start" if index == 0 else ("end" if index == len(buckets) - 1 else "middle")
             x_label = left + index * slot + (slot if anchor == "end" else 0)
             parts.append(
                 f'<text x="{x_label:.2f}" y="{height - 6}" font-size="10" text-anchor="{anchor}" '
-                f'fill="currentColor">{esc(_time_label(buckets[index].start, buckets))}</text>'
+                f'fill="currentColor">{esc(_time_label(buckets[index].start, buckets))}{zone}</text>'
             )
     parts.append("</svg>")
     return "".join(parts)
