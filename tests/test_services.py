@@ -298,6 +298,34 @@ def test_pause_holds_invocations_and_resume_releases_them() -> None:
     assert types.index("ExecutionPaused") < types.index("WaitSucceeded") < types.index("ExecutionResumed")
 
 
+@pytest.mark.parametrize("timeout_paused", [True, False])
+def test_a_pause_holding_the_timeout_outlasts_the_deadline(timeout_paused: bool) -> None:
+    register("napping", napping, timeout=100)
+    with engine_driver() as driver:
+        execution = start("napping", {})
+        driver.settle()
+        driver.clock.advance(40)  # 60 s of the timeout left
+        services.execution_pause(execution.arn, timeout_paused=timeout_paused)
+        driver.clock.advance(500)  # far past the original deadline
+        driver.settle()
+        if not timeout_paused:  # the clock ran on through the pause
+            assert refreshed(execution).status == "TIMED_OUT"
+            return
+        paused = refreshed(execution)
+        assert paused.status == "PAUSED" and paused.timeout_at is None
+        described = selectors.execution_describe(paused)
+        assert described["PauseDetails"]["ExecutionTimeoutPaused"] is True
+        assert "ExpectedExecutionTimeoutTimestamp" not in described and "HeldTimeoutSeconds" not in str(
+            described
+        )
+
+        services.execution_resume(execution.arn)
+        resumed = refreshed(execution)
+        assert resumed.timeout_at == driver.clock.now() + datetime.timedelta(seconds=60)  # what was left
+        driver.run_until(lambda: refreshed(execution).is_terminal)
+    assert refreshed(execution).status == "SUCCEEDED" and refreshed(execution).result == '"rested"'
+
+
 def test_checkpoint_while_paused_is_applied_but_revokes_the_token() -> None:
     register("napping", napping)
     execution = start("napping", {})

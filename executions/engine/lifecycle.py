@@ -69,6 +69,10 @@ def execution_stop(target: ExecutionRef, error: dict[str, Any] | None = None) ->
         return changes.now
 
 
+# In pause_details while a pause holds the execution timeout: the seconds it had left.
+HELD_TIMEOUT = "HeldTimeoutSeconds"
+
+
 def execution_pause(target: ExecutionRef, *, reason: str | None = None, timeout_paused: bool = False) -> None:
     """PauseDurableExecution: no invocations while paused; timers and callbacks go on."""
     with transaction.atomic():
@@ -84,10 +88,17 @@ def execution_pause(target: ExecutionRef, *, reason: str | None = None, timeout_
             "Reason": reason,
             "ExecutionTimeoutPaused": timeout_paused,
         }
+        if timeout_paused and execution.timeout_at:
+            # The clock stops: no deadline while paused (so the timers cannot time it out),
+            # and what was left of it is given back on resume.
+            left = max(0.0, (execution.timeout_at - changes.now).total_seconds())
+            execution.pause_details[HELD_TIMEOUT] = left
+            execution.timeout_at = None
+            changes.recompute_wake = True
         _pause_event(
             changes, "ExecutionPaused", "PauseRequestTimestamp", reason, ExecutionTimeoutPaused=timeout_paused
         )
-        commit_changes(changes, extra_fields=("pause_details",))
+        commit_changes(changes, extra_fields=("pause_details", "timeout_at"))
 
 
 def execution_resume(target: ExecutionRef, *, reason: str | None = None) -> None:
@@ -101,9 +112,8 @@ def execution_resume(target: ExecutionRef, *, reason: str | None = None) -> None
         changes = ChangeSet(execution)
         execution.status = ExecutionStatus.RUNNING
         details = execution.pause_details or {}
-        if details.get("ExecutionTimeoutPaused") and execution.timeout_at:
-            paused_for = changes.now.timestamp() - details["PauseRequestTimestamp"]
-            execution.timeout_at += datetime.timedelta(seconds=paused_for)
+        if HELD_TIMEOUT in details:
+            execution.timeout_at = changes.now + datetime.timedelta(seconds=details[HELD_TIMEOUT])
             changes.recompute_wake = True
         execution.pause_details = None
         _pause_event(changes, "ExecutionResumed", "ResumeRequestTimestamp", reason)
