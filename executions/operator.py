@@ -98,16 +98,31 @@ def delete(actor: Actor, target: ExecutionRef) -> datetime.datetime:
         return deleted_at
 
 
-def callback_succeed(actor: Actor, callback_id: str, result: str, *, arn: str = "") -> None:
+def callback_succeed(actor: Actor, callback_id: str, result: str | bytes | None) -> None:
+    """Complete a callback known by its id (the API, the CLI); the audit entry names its operation."""
     with transaction.atomic():
-        services.callback_succeed(callback_id, result)
-        audit.record(actor, "callback.succeed", arn, result=result[:2000])
+        done = services.callback_succeed(callback_id, result)
+        audit.record(
+            actor,
+            "callback.succeed",
+            done.execution_arn,
+            result=_preview(result),
+            operation=done.operation_id,
+        )
 
 
-def callback_fail(actor: Actor, callback_id: str, error: dict[str, Any] | None, *, arn: str = "") -> None:
+def callback_fail(actor: Actor, callback_id: str, error: dict[str, Any] | None) -> None:
     with transaction.atomic():
-        services.callback_fail(callback_id, error)
-        audit.record(actor, "callback.fail", arn, error=error or {})
+        done = services.callback_fail(callback_id, error)
+        audit.record(
+            actor, "callback.fail", done.execution_arn, error=error or {}, operation=done.operation_id
+        )
+
+
+def _preview(result: str | bytes | None) -> str:
+    """The start of a result, as text, for the audit entry (the API's result is raw bytes)."""
+    text = result.decode("utf-8", "replace") if isinstance(result, bytes) else result or ""
+    return text[:2000]
 
 
 def callback_succeed_operation(actor: Actor, op: Operation, result: str, *, arn: str = "") -> None:
@@ -115,7 +130,7 @@ def callback_succeed_operation(actor: Actor, op: Operation, result: str, *, arn:
     with transaction.atomic():
         services.callback_succeed_operation(op, result)
         # The operation names the row the console's timeline labels "completed by hand".
-        audit.record(actor, "callback.succeed", arn, result=result[:2000], operation=op.operation_id)
+        audit.record(actor, "callback.succeed", arn, result=_preview(result), operation=op.operation_id)
 
 
 def callback_fail_operation(

@@ -16,7 +16,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from executions.api import access_keys
-from executions.models import Execution
+from executions.models import AuditEntry, Execution, Operation
 from tests.api_handlers import approval, boom, echo, greet, invokes_for_tenant, rejects
 from tests.api_live import LiveServer, live_server
 from tests.engine_driver import register
@@ -205,8 +205,16 @@ def test_callbacks_history_and_state_of_an_execution(client: Any) -> None:
     bare = client.get_durable_execution(DurableExecutionArn=arn, IncludeExecutionData=False)
     assert "InputPayload" not in bare and "Result" not in bare
 
+    (audited,) = AuditEntry.objects.filter(action="callback.succeed")  # who answered, through which key
+    assert (audited.target, audited.channel, audited.details["result"]) == (arn, "api", "yes")
+    assert (
+        audited.details["operation"]
+        == Operation.objects.get(execution__arn=arn, type="CALLBACK").operation_id
+    )
+
     again = error_of(client.send_durable_execution_callback_success, CallbackId=callback, Result=b'"no"')
     assert (again["code"], again["status"]) == ("CallbackTimeoutException", 400)
+    assert AuditEntry.objects.filter(action="callback.succeed").count() == 1  # the refusal left none
     unknown = error_of(
         client.send_durable_execution_callback_failure,
         CallbackId="bm9wZQ==",

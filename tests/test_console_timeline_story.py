@@ -24,7 +24,7 @@ from executions.console.payloads import decode_payload
 from executions.models import Execution, HistoryEvent, Operation
 from executions.workers import handler_db
 from tests.console_support import Cast, finished, make_cast, register_demos
-from tests.engine_driver import EngineDriver, engine_driver, refreshed, start
+from tests.engine_driver import EngineDriver, callback_id, engine_driver, refreshed, start
 
 AUTH = 4  # session, user, user permissions, group permissions
 
@@ -258,6 +258,18 @@ def test_a_verification_completed_by_hand_is_labelled_with_who_did_it(
         row(get(client, f"/executions/{execution.pk}/"), Operation.objects.get(pk=callback.pk))
     )
     assert "completed by hand by operator (console)" in callback_row and "expired" not in callback_row
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_callback_completed_through_the_api_names_the_key(cast: Cast, driver: EngineDriver) -> None:
+    execution = start("user-onboarding", {"user_id": "u-api", "email": "ada@example.com"})
+    driver.settle()
+    callback = Operation.objects.get(execution=execution, type="CALLBACK")
+    operator.callback_succeed(Actor.api("AKIASTORYKEY"), callback_id(callback), b"true")
+    driver.run_until(lambda: refreshed(execution).is_terminal)
+    page = get(cast.client("operator"), f"/executions/{execution.pk}/")
+    callback_row = text(row(page, Operation.objects.get(pk=callback.pk)))
+    assert "completed through the API by AKIASTORYKEY" in callback_row and "by hand" not in callback_row
 
 
 @pytest.mark.django_db(transaction=True)

@@ -397,7 +397,7 @@ class CallbackSuccessApi(LambdaApiView):
 
     def post(self, request: Request, callback_id: str) -> Response:
         # The body is the raw Result blob, not JSON (docs/api.md pitfall 9).
-        services.callback_succeed(_callback_id(callback_id), _body(request))
+        operator.callback_succeed(api_actor(request), _callback_id(callback_id), _body(request))
         return Response({})
 
 
@@ -405,7 +405,7 @@ class CallbackFailureApi(LambdaApiView):
     operations = {"POST": "SendDurableExecutionCallbackFailure"}
 
     def post(self, request: Request, callback_id: str) -> Response:
-        services.callback_fail(_callback_id(callback_id), error_object(_body(request)))
+        operator.callback_fail(api_actor(request), _callback_id(callback_id), error_object(_body(request)))
         return Response({})
 
 

@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from executions.console.formatting import error_message
-from executions.models import AuditEntry, Execution, HistoryEvent, Operation
+from executions.models import AuditChannel, AuditEntry, Execution, HistoryEvent, Operation
 from executions.vocabulary import OperationStatus, OperationType
 
 REDRIVE_ACTION = "execution.redrive"
@@ -91,6 +91,8 @@ class HandCompletion:
 
     @property
     def label(self) -> str:
+        if self.channel == AuditChannel.API:  # a key's call, not a person's click
+            return f"completed through the API by {self.actor}"
         return f"completed by hand by {self.actor} ({self.channel})"
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+from dataclasses import dataclass
 from typing import Any
 
 from django.db import transaction
@@ -29,6 +30,14 @@ from executions.models import (
 from executions.vocabulary import OperationStatus
 
 # --- callbacks ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedCallback:
+    """Which callback a completion by callback id reached (the caller only held the id)."""
+
+    execution_arn: str
+    operation_id: str
 
 
 def _lock_callback(callback_id: str) -> tuple[ChangeSet, Operation]:
@@ -59,7 +68,7 @@ def _lock_callback_operation(held: Operation) -> tuple[ChangeSet, Operation]:
 
 
 @retry_transient
-def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
+def callback_succeed(callback_id: str, result: str | bytes | None) -> CompletedCallback:
     """SendDurableExecutionCallbackSuccess: the raw result becomes the callback's Result.
 
     An empty or absent Result (one request on the wire: boto3 sends an empty body for
@@ -68,7 +77,7 @@ def callback_succeed(callback_id: str, result: str | bytes | None) -> None:
     """
     checked = _checked_result(result)
     with transaction.atomic():
-        _succeed(*_lock_callback(callback_id), checked)
+        return _succeed(*_lock_callback(callback_id), checked)
 
 
 @retry_transient
@@ -80,7 +89,7 @@ def callback_succeed_operation(op: Operation, result: str | bytes | None) -> Non
 
 
 @retry_transient
-def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
+def callback_fail(callback_id: str, error: dict[str, Any] | None) -> CompletedCallback:
     """SendDurableExecutionCallbackFailure: absent error fields stay absent.
 
     Callbacks are single use: a retry after a COMMIT that went through raises
@@ -89,7 +98,7 @@ def callback_fail(callback_id: str, error: dict[str, Any] | None) -> None:
     if error is not None:
         _validate_error_object(error)
     with transaction.atomic():
-        _fail(*_lock_callback(callback_id), error)
+        return _fail(*_lock_callback(callback_id), error)
 
 
 @retry_transient
@@ -112,18 +121,20 @@ def _checked_result(result: str | bytes | None) -> str | None:
     return result
 
 
-def _succeed(changes: ChangeSet, op: Operation, result: str | None) -> None:
+def _succeed(changes: ChangeSet, op: Operation, result: str | None) -> CompletedCallback:
     complete_async_operation(
         changes, op, status=OperationStatus.SUCCEEDED, event_prefix="Callback", result=result or None
     )
     commit_changes(changes)
+    return CompletedCallback(changes.execution.arn, op.operation_id)
 
 
-def _fail(changes: ChangeSet, op: Operation, error: dict[str, Any] | None) -> None:
+def _fail(changes: ChangeSet, op: Operation, error: dict[str, Any] | None) -> CompletedCallback:
     complete_async_operation(
         changes, op, status=OperationStatus.FAILED, event_prefix="Callback", error=error or {}
     )
     commit_changes(changes)
+    return CompletedCallback(changes.execution.arn, op.operation_id)
 
 
 @retry_transient
