@@ -303,9 +303,10 @@ def test_invocation_details_cost_no_extra_query(
     cast: Cast, django_assert_num_queries: Callable[..., Any]
 ) -> None:
     """The same count as tests/test_console_query_counts.py: the execution, then operations,
-    events, invocations (with outcome, pid and memory) and child executions."""
+    invocations (with outcome, pid and memory), child executions, and the history's event
+    types and first page."""
     execution = one_of_each()
     client = cast.client("operator")
     for path in (f"/executions/{execution.pk}/", f"/executions/{execution.pk}/live/"):
-        with django_assert_num_queries(AUTH + 5):
+        with django_assert_num_queries(AUTH + 6):
             assert client.get(path).status_code == 200

@@ -37,6 +37,7 @@ from examples.ledger import attempts, count
 from examples.models import LedgerEntry
 from examples.registry import DEMO_FUNCTIONS, get
 from executions.engine.callback_ids import hash_callback_id
+from tests.polling import wait_until
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -239,7 +240,14 @@ def test_approved_document_is_finalized(callback_run: Callable[..., Any]) -> Non
     # The submitter failed once and was retried: still one request, for the same callback
     # (the ledger keeps only the id's hash). The callback is the reference backend's, not
     # this service's, so nothing went to the approvals inbox.
-    request = LedgerEntry.objects.get(service="approvals", action="approval_requested", key="doc-1")
+    # The callback exists before its submitter step runs; the retried submitter comes later.
+    request = wait_until(
+        lambda: LedgerEntry.objects.filter(
+            service="approvals", action="approval_requested", key="doc-1"
+        ).first(),
+        timeout=20,
+        message="the retried submitter's approval request",
+    )
     assert request.data["callback_id_hash"] == hash_callback_id(callback_id)
     assert request.data["reviewers"] == ["approvers"]
     assert attempts("approvals.request", "doc-1") == 2
@@ -351,7 +359,11 @@ def test_chain_releases_stock_when_payment_fails() -> None:
 def test_verified_user_is_onboarded(callback_run: Callable[..., Any]) -> None:
     payload = {"email": "grace@example.com", "verification_timeout_seconds": 20}
     runner, arn, callback_id = callback_run(user_onboarding.handler, payload)
-    sent = LedgerEntry.objects.get(service="email", action="verify-email")
+    sent = wait_until(  # the submitter step runs after the callback exists
+        lambda: LedgerEntry.objects.filter(service="email", action="verify-email").first(),
+        timeout=20,
+        message="the verification e-mail",
+    )
     assert sent.data["callback_id_hash"] == hash_callback_id(callback_id)
     assert not EmailVerification.objects.exists()  # not this service's callback: no link was sent
     runner.send_callback_success(callback_id, json.dumps({"verified_at": "2026-03-01T10:00:00Z"}).encode())
