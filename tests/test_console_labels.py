@@ -23,6 +23,7 @@ from approvals.models import ApprovalRequest
 from executions import services
 from executions.engine.functions import InvalidFunctionConfig, function_register
 from executions.engine.starts import label_from_input
+from executions.live import fragments
 from executions.models import Execution, Function, Operation
 from tests.approvals_support import APPROVAL_FUNCTION, approval_handler, running_driver, start_flow
 from tests.console_support import Cast, make_cast, register_demos
@@ -158,6 +159,20 @@ def seed_every_state(function: Function) -> dict[str, Execution]:
     make_op(seeded["failed"], "f2", "STEP", "FAILED", name="b", attempt=3)
     seeded["done"] = make_execution(function, "SUCCEEDED")
     make_op(seeded["done"], "d1", "STEP", "SUCCEEDED", name="a")
+    # Stopped and timed out while waiting: the callbacks stay STARTED, their deadlines moot.
+    for key, status in (("stopped", "STOPPED"), ("timed_out", "TIMED_OUT")):
+        seeded[key] = execution = make_execution(function, status)
+        make_op(execution, "g", "CONTEXT", "STARTED", sub_type="WaitForCallback", name="verify-email")
+        make_op(execution, "x", "STEP", "STARTED", name="side-job")
+        make_op(
+            execution,
+            "cb",
+            "CALLBACK",
+            "STARTED",
+            parent_id="g",
+            name="verify-email create callback id",
+            callback_timeout_at=later,
+        )
     seeded["idle"] = make_execution(function, "RUNNING")
     return seeded
 
@@ -189,17 +204,26 @@ def test_the_current_step_column_in_one_query_per_page(
     assert len(cells) == len(seeded) + extra
     said = {key: cells[execution.pk] for key, execution in seeded.items()}
     assert said["step"] == "step “charge” (attempt 2)"
-    # Then a countdown console.js ticks ("4 min 59 s left").
-    retry, wait = said["retry"], said["wait"]
-    assert retry.startswith("retrying step “reserve” (attempt 2), ") and retry.endswith(" left")
-    assert wait.startswith("waiting on timer “cool-off”, ") and wait.endswith(" left")
+    # Then the console's countdown, which console.js ticks ("in 4 min 59 s"), as the timeline says it.
+    countdown = r"in (4 min \d+ s|5 min)"
+    assert re.fullmatch(rf"retrying step “reserve” \(attempt 2\) {countdown}", said["retry"])
+    assert re.fullmatch(rf"waiting on timer “cool-off”, ends {countdown}", said["wait"])
     assert said["invoke"] == "waiting on invoke of chain-payment"
     assert said["map"] == "step “batch-2” +2 more"
     assert said["approval"] == "waiting on approval “Publish: Q3 report”"
     assert said["callback"] == "waiting on callback “review”"
     assert said["failed"] == "failed at step “b”"
+    # Ended executions say where they ended, never a live wait or countdown.
+    assert said["stopped"] == "stopped at callback “verify-email”"
+    assert said["timed_out"] == "timed out at callback “verify-email”"
     assert said["done"] == said["idle"] == "\N{EN DASH}"  # nothing to say
-    assert page.count("<time data-countdown") == 2
+    assert page.count("<time data-countdown") == 2 and " left" not in page
+    # A live push renders the same rows (one query for their steps, whatever their number).
+    pushed_ids = [seeded[key].pk for key in ("stopped", "wait", "failed")]
+    rows = fragments.load(pushed_ids)
+    with django_assert_num_queries(1):
+        pushed = step_cells(fragments.render_list_push(rows))
+    assert pushed == {pk: cells[pk] for pk in pushed_ids}
     # Labels show under the names, and the name search finds them.
     assert '<span class="row-label" data-testid="row-label">ORD-7</span>' in page
     found = client.get("/executions/?q=ord-7").content.decode()
@@ -234,7 +258,8 @@ def test_labels_from_the_input_or_the_approval_title_across_the_console(
 
     operator = cast.client("operator")
     listing = operator.get("/executions/").content.decode()
-    assert step_cells(listing)[by_title.pk] == "waiting on approval “Publish: invoice 42”, 1 h left"
+    said = step_cells(listing)[by_title.pk]
+    assert re.fullmatch(r"waiting on approval “Publish: invoice 42”, times out in (59 min \d+ s|1 h)", said)
     for label in ("Publish: invoice 42", "INV-43"):
         assert f'data-testid="row-label">{label}</span>' in listing
     home = operator.get("/").content.decode()

@@ -9,18 +9,21 @@ from __future__ import annotations
 import datetime
 from html import escape
 
-from executions.console.formatting import duration
+from executions.console.formatting import countdown_tag
 from executions.engine import clock
 from executions.queries.current_step import CurrentStep
-from executions.vocabulary import OperationStatus
+from executions.vocabulary import ExecutionStatus, OperationStatus
 
-# How a finished operation of a finished execution is introduced ("failed at step 'charge'").
-ENDED_VERBS = {
-    OperationStatus.FAILED: "failed at",
-    OperationStatus.TIMED_OUT: "timed out at",
-    OperationStatus.STOPPED: "stopped at",
+# Where an execution that ended badly ended ("failed at step 'charge'"): said with the
+# execution's status (a stopped execution's callback is still STARTED), else the operation's.
+ENDED_VERBS: dict[str, str] = {
+    ExecutionStatus.FAILED: "failed at",
+    ExecutionStatus.TIMED_OUT: "timed out at",
+    ExecutionStatus.STOPPED: "stopped at",
     OperationStatus.CANCELLED: "stopped at",
 }
+# What the countdown of an open operation counts down to, as the timeline says it.
+DEADLINES: dict[str, str] = {"wait": "ends", "step": ""}
 NOUNS = {
     "step": "step",
     "wait": "timer",
@@ -38,7 +41,7 @@ def current_step_cell(step: CurrentStep | None, now: datetime.datetime | None = 
     now = now or clock.now()
     what = _what(step)
     if not step.is_open:
-        text = f"{ENDED_VERBS.get(step.status, 'ended at')} {what}"
+        text = f"{ENDED_VERBS.get(step.ended or step.status, 'ended at')} {what}"
     elif step.kind == "step":
         text = _running_step(step, what, now)
     else:
@@ -65,11 +68,12 @@ def _running_step(step: CurrentStep, what: str, now: datetime.datetime) -> str:
 
 
 def _until(step: CurrentStep, now: datetime.datetime) -> str:
-    """A countdown console.js keeps ticking (", 3 min 5 s left"); "" without a moment."""
+    """The console's one countdown, which console.js keeps ticking: ", times out in 3 min 5 s"
+    (a callback), ", ends in …" (a wait), " in …" (a retry); "" without a moment."""
     if step.until is None:
         return ""
-    left = step.until - now
-    if left.total_seconds() <= 0:
+    if step.until <= now:
         return ", due now"
-    iso = escape(step.until.isoformat())
-    return f', <time data-countdown datetime="{iso}">{escape(duration(left))}</time> left'
+    verb = DEADLINES.get(step.kind, "times out")
+    lead = f", {verb} " if verb else " "
+    return f"{lead}{countdown_tag(step.until, now)}"

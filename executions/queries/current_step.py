@@ -6,7 +6,9 @@ read backwards from the newest operation:
 
 - running or paused: the newest open step, wait, callback or chained invoke (what it waits
   on); contexts (map, parallel, child contexts) are left out, their open leaves say more;
-- failed, timed out or stopped: the newest of those that did not succeed (where it ended);
+- failed, timed out or stopped: the newest of those that did not succeed (where it ended),
+  said with the execution's own ending (``ended``): a stopped execution's callback stays
+  STARTED, and its row must not count down to a deadline that no longer applies;
 - succeeded: nothing.
 
 The approval title and whether a callback is an e-mail verification come through the
@@ -70,10 +72,12 @@ class CurrentStep:
     attempt: int
     until: datetime.datetime | None  # a wait's end, a retry's time, a callback's deadline
     others: int  # further operations in flight besides this one
+    ended: str = ""  # the execution's status once it has ended badly (FAILED, TIMED_OUT, STOPPED)
 
     @property
     def is_open(self) -> bool:
-        return self.status in OPEN_OPERATION_STATUSES
+        """Still going: an open operation of an execution that has not ended."""
+        return not self.ended and self.status in OPEN_OPERATION_STATUSES
 
 
 def current_steps(executions: Sequence[Execution]) -> dict[int, CurrentStep]:
@@ -109,7 +113,9 @@ def current_steps(executions: Sequence[Execution]) -> dict[int, CurrentStep]:
             ),
         )
     )
-    return {op.execution_id: _describe(op) for op in operations}
+    # The ending as the row's own badge shows it (the execution read with the page).
+    ended = {e.pk: e.status for e in executions if e.status in ENDED_BADLY}
+    return {op.execution_id: _describe(op, ended.get(op.execution_id, "")) for op in operations}
 
 
 def attach_current_steps(executions: Sequence[Execution]) -> None:
@@ -156,15 +162,16 @@ def _open_count() -> Subquery:
     )
 
 
-def _describe(op: Operation) -> CurrentStep:
+def _describe(op: Operation, ended: str) -> CurrentStep:
     kind, name, until = _what(op)
     return CurrentStep(
         kind=kind,
         name=name,
         status=op.status,
         attempt=op.attempt,
-        until=until,
-        others=max(0, (getattr(op, "in_flight", 0) or 0) - 1),
+        until=None if ended else until,  # nothing is due in an execution that has ended
+        others=0 if ended else max(0, (getattr(op, "in_flight", 0) or 0) - 1),
+        ended=ended,
     )
 
 
