@@ -58,7 +58,10 @@ def test_bulk_stop_of_a_selection_confirms_asks_why_and_runs_on_a_thread(
     client = cast.client("operator")
 
     confirm = client.post("/executions/bulk/", {"action": "stop", "scope": "selection", "ids": ids})
-    assert confirm.status_code == 200 and b"Stop 4 executions?" in confirm.content
+    assert confirm.status_code == 200 and b"Stop 3 of 4 selected executions?" in confirm.content
+    reach = confirm.content.decode().split('data-testid="bulk-reach">')[1].split("</p>")[0]
+    assert "3 of 4 selected can be stopped</strong>; the job skips the rest: 1 SUCCEEDED." in reach
+    assert 'id="bulk-submit">Stop 3</button>' in confirm.content.decode()
 
     no_reason = client.post(
         "/executions/bulk/", {"action": "stop", "scope": "selection", "ids": ids, "confirmed": "on"}
@@ -84,6 +87,7 @@ def test_bulk_stop_of_a_selection_confirms_asks_why_and_runs_on_a_thread(
 
     page = client.get(f"/executions/bulk/{job.pk}/").content.decode()
     assert 'data-status="DONE"' in page and "already SUCCEEDED" in page and 'id="bulk-succeeded">3<' in page
+    assert 'data-testid="bulk-scope">4 selected executions</span>' in page
 
 
 def test_bulk_by_filter_acts_on_what_the_filter_matches_that_the_action_applies_to(
