@@ -15,7 +15,9 @@ from urllib.parse import urlencode
 
 from django.contrib.auth.models import AbstractBaseUser, AnonymousUser
 from django.core.exceptions import PermissionDenied
-from django.db.models import Prefetch, Q
+from django.db.models import F, Prefetch, Q
+from django.db.models.expressions import OrderBy
+from django.db.models.functions import Coalesce
 from django.http import Http404
 from django.urls import NoReverseMatch, reverse
 
@@ -31,7 +33,8 @@ from approvals.models import (
 )
 from approvals.services import may_decide, notification_for_link
 from executions.engine import clock
-from executions.models import Operation
+from executions.models import AuditChannel, AuditEntry, Operation
+from executions.vocabulary import OperationStatus
 
 USE_INBOX = "approvals.use_inbox"
 VIEW_ALL = "approvals.view_all_requests"
@@ -39,6 +42,16 @@ VIEW_EXECUTION = "executions.view_execution"
 
 TABS = ("assigned", "decided", "expired")
 TAB_LIMIT = 200
+
+# A request whose callback was completed outside the approvals app (by hand in the console,
+# through the API or the CLI): not decided here, but not expired either. The stored status stays
+# pending (or expired, once someone tried to decide it), so the state is derived from the callback.
+COMPLETED = "completed"
+CALLBACK_DONE = (OperationStatus.SUCCEEDED, OperationStatus.FAILED)
+DECIDED_HERE = (RequestStatus.APPROVED, RequestStatus.REJECTED)
+COMPLETED_OUTSIDE = Q(operation__status__in=CALLBACK_DONE) & ~Q(status__in=DECIDED_HERE)
+# The audit actions of those completions; each entry names its execution (target) and operation.
+CALLBACK_ACTIONS = ("callback.succeed", "callback.fail")
 
 User = AbstractBaseUser | AnonymousUser
 
@@ -83,15 +96,17 @@ def request_get_for_user(scope: InboxScope, pk: int) -> ApprovalRequest:
 class Sort:
     key: str
     label: str
-    order: tuple[str, ...]
+    order: tuple[str | OrderBy, ...]
 
 
+# When a request was settled: decided here, or its callback completed outside (the operation's end).
+_SETTLED_AT = Coalesce(F("decided_at"), F("operation__ended_at")).desc(nulls_first=True)
 _OLDEST = Sort("oldest", "Oldest first", ("created_at", "id"))
 _NEWEST = Sort("newest", "Newest first", ("-created_at", "-id"))
 # Per tab, the first is the default: what needs attention first, then the two by age.
 TAB_SORTS: dict[str, tuple[Sort, ...]] = {
     "assigned": (Sort("time-left", "Least time left", ("expires_at", "id")), _OLDEST, _NEWEST),
-    "decided": (Sort("recent", "Recently decided", ("-decided_at", "-created_at", "-id")), _OLDEST, _NEWEST),
+    "decided": (Sort("recent", "Recently decided", (_SETTLED_AT, "-created_at", "-id")), _OLDEST, _NEWEST),
     "expired": (Sort("recent", "Recently expired", ("-expires_at", "-id")), _OLDEST, _NEWEST),
 }
 MAX_SEARCH_WORDS = 8
@@ -119,7 +134,7 @@ class InboxQuery:
         return TAB_SORTS[self.tab]
 
     @property
-    def order(self) -> tuple[str, ...]:
+    def order(self) -> tuple[str | OrderBy, ...]:
         return next((s.order for s in self.sorts if s.key == self.sort), self.sorts[0].order)
 
     def with_tab(self, tab: str) -> InboxQuery:
@@ -158,22 +173,92 @@ def _matching(requests: ApprovalRequestQuerySet, q: str) -> ApprovalRequestQuery
 def tab_requests(
     scope: InboxScope, tab: str, now: datetime.datetime, q: str = "", sort: str = ""
 ) -> ApprovalRequestQuerySet:
-    """Assigned: open and not yet answered by me. Decided: settled, or answered by me and
-    waiting for others. Expired: can no longer be decided and was not. Filtered by the
-    search ``q`` and ordered by ``sort`` (see TAB_SORTS), both in the one query."""
+    """Assigned: open and not yet answered by me. Decided: settled (here, or its callback
+    completed outside the inbox), or answered by me and waiting for others. Expired: can no
+    longer be decided and was not. Filtered by the search ``q`` and ordered by ``sort`` (see
+    TAB_SORTS), both in the one query."""
     query = InboxQuery.parse(tab, q, sort)
     requests = _matching(visible_requests(scope).with_vote_by(scope.user), query.q)
     if query.tab == "assigned":
         chosen = requests.open(now).filter(voted=False)
     elif query.tab == "decided":
-        chosen = requests.decided() | requests.open(now).filter(voted=True)
+        chosen = (
+            requests.decided() | requests.open(now).filter(voted=True) | requests.filter(COMPLETED_OUTSIDE)
+        )
     else:
-        chosen = requests.expired(now)
+        # The row's own "expired" covers a completed callback too: that is not a lapse.
+        chosen = requests.expired(now).filter(
+            Q(operation__isnull=True) | ~Q(operation__status__in=CALLBACK_DONE)
+        )
     return chosen.order_by(*query.order)
 
 
 def tab_counts(scope: InboxScope, now: datetime.datetime, q: str = "") -> dict[str, int]:
     return {tab: tab_requests(scope, tab, now, q).count() for tab in TABS}
+
+
+def completed_outside(request: ApprovalRequest) -> bool:
+    """Whether the request's callback was completed outside the inbox (COMPLETED_OUTSIDE, in Python)."""
+    operation = request.operation
+    return request.status not in DECIDED_HERE and operation is not None and operation.status in CALLBACK_DONE
+
+
+def request_state(request: ApprovalRequest, now: datetime.datetime) -> str:
+    """``request.state(now)``, or COMPLETED when its callback was completed outside the inbox."""
+    return COMPLETED if completed_outside(request) else request.state(now)
+
+
+@dataclass(frozen=True)
+class OutsideCompletion:
+    """How a request's callback was completed outside the inbox, and by whom (the audit log)."""
+
+    succeeded: bool
+    actor: str = ""  # "" when no audit entry says (the services called directly)
+    channel: str = ""
+    at: datetime.datetime | None = None
+
+    @property
+    def by(self) -> str:
+        """ "by oscar (console)", "through the API by AKIA…", or "" """
+        if not self.actor:
+            return ""
+        if self.channel == AuditChannel.API:  # a key's call, not a person's click
+            return f"through the API by {self.actor}"
+        return f"by {self.actor} ({self.channel})"
+
+    @property
+    def text(self) -> str:
+        """ "completed outside the inbox by oscar (console)" """
+        return " ".join(part for part in ("completed outside the inbox", self.by) if part)
+
+
+def outside_completions(requests: Iterable[ApprovalRequest]) -> dict[int, OutsideCompletion]:
+    """Request pk -> how its callback was completed, for those completed outside the inbox.
+
+    One query (none when there are none), on the audit log's target index: each completion's
+    entry names the execution's ARN and the callback's operation id (``executions.operator``).
+    """
+    done = [r for r in requests if completed_outside(r)]
+    if not done:
+        return {}
+    entries = AuditEntry.objects.filter(
+        target__in={r.execution.arn for r in done}, action__in=CALLBACK_ACTIONS
+    ).only("target", "action", "actor_name", "channel", "details", "created_at")
+    latest = {
+        (entry.target, (entry.details or {}).get("operation")): entry
+        for entry in entries.order_by("created_at", "id")
+    }
+    found: dict[int, OutsideCompletion] = {}
+    for request in done:
+        assert request.operation is not None  # for mypy: chosen above
+        succeeded = request.operation.status == OperationStatus.SUCCEEDED
+        entry = latest.get((request.execution.arn, request.operation.operation_id))
+        found[request.pk] = (
+            OutsideCompletion(succeeded, entry.actor_name, entry.channel, entry.created_at)
+            if entry is not None
+            else OutsideCompletion(succeeded, at=request.operation.ended_at)
+        )
+    return found
 
 
 @dataclass(frozen=True)
@@ -183,18 +268,21 @@ class InboxRow:
     approvals: int
     seconds_left: float
     voted: bool
+    completion: OutsideCompletion | None = None  # for a request completed outside the inbox
 
 
 def inbox_rows(scope: InboxScope, query: InboxQuery, now: datetime.datetime) -> list[InboxRow]:
     requests = list(tab_requests(scope, query.tab, now, query.q, query.sort)[:TAB_LIMIT])
     approvals = _approval_counts(r.pk for r in requests)
+    completions = outside_completions(requests)
     return [
         InboxRow(
             request=r,
-            state=r.state(now),
+            state=request_state(r, now),
             approvals=approvals.get(r.pk, 0),
             seconds_left=(r.expires_at - now).total_seconds(),
             voted=bool(getattr(r, "voted", False)),
+            completion=completions.get(r.pk),
         )
         for r in requests
     ]
@@ -227,7 +315,7 @@ def next_waiting(
 
 
 def tab_for(request: ApprovalRequest, state: str, voted: bool) -> str:
-    """The tab a request shows up in, for the current user."""
+    """The tab a request shows up in, for the current user (a completed one is settled: decided)."""
     if state == RequestStatus.EXPIRED:
         return "expired"
     return "decided" if state != RequestStatus.PENDING or voted else "assigned"
@@ -250,12 +338,13 @@ class RequestDetail:
     # Why this user cannot decide now ("" when they can).
     cannot_decide: str
     tab: str
+    completion: OutsideCompletion | None = None  # for a request completed outside the inbox
 
 
 def request_detail(scope: InboxScope, request: ApprovalRequest, now: datetime.datetime) -> RequestDetail:
     decisions = list(request.decisions.all())
     own = next((d for d in decisions if d.reviewer_id == scope.user.pk), None)
-    state = request.state(now)
+    state = request_state(request, now)
     return RequestDetail(
         request=request,
         state=state,
@@ -268,12 +357,15 @@ def request_detail(scope: InboxScope, request: ApprovalRequest, now: datetime.da
         own_decision=own,
         cannot_decide=_cannot_decide(request, scope.user, state, own),
         tab=tab_for(request, state, own is not None),
+        completion=outside_completions([request]).get(request.pk),
     )
 
 
 def _cannot_decide(request: ApprovalRequest, user: AbstractBaseUser, state: str, own: Decision | None) -> str:
     if state == RequestStatus.EXPIRED:
         return "This request can no longer be decided."
+    if state == COMPLETED:
+        return "Its callback was completed outside the inbox, so this request can no longer be decided."
     if state != RequestStatus.PENDING:
         return AlreadyDecided(state, request.decided_by_name).message
     if own is not None:
@@ -373,7 +465,7 @@ def _request_summary(request: ApprovalRequest, now: datetime.datetime) -> Decisi
         )
         for d in request.decisions.all()
     )
-    state = request.state(now)
+    state = request_state(request, now)
     settling = next((e for e in reversed(entries) if e.reviewer == request.decided_by_name), None)
     settled = state in (RequestStatus.APPROVED, RequestStatus.REJECTED) and settling is not None
     return DecisionSummary(

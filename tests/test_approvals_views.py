@@ -10,6 +10,8 @@ import pytest
 from django.test import Client
 
 from approvals.models import Decision, RequestStatus
+from executions import operator
+from executions.audit import Actor
 from executions.models import AuditEntry
 from tests.approvals_support import (
     APPROVAL_FUNCTION,
@@ -20,7 +22,7 @@ from tests.approvals_support import (
     running_driver,
     start_flow,
 )
-from tests.engine_driver import EngineDriver
+from tests.engine_driver import EngineDriver, callback_id
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -302,3 +304,60 @@ def test_search_and_order_are_in_the_query(
             assert bob.get("/approvals/", params).status_code == 200
     with django_assert_num_queries(9):
         assert bob.get("/approvals/list/", {"q": "quarterly", "v": "stale"}, **HTMX).status_code == 200
+
+
+# --- completed outside the inbox -----------------------------------------------------------------
+
+
+def test_a_request_completed_outside_the_inbox_is_settled_and_says_by_whom(
+    cast: Cast, driver: EngineDriver, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    """Completed by hand in the console, or through the API: in the Decided tab as "completed",
+    with who did it (their audit entries name the operation), never under Expired."""
+    by_hand = start_flow(driver, APPROVAL_FUNCTION, {"title": "Completed by hand"})
+    by_key = start_flow(driver, APPROVAL_FUNCTION, {"title": "Completed through the API"})
+    lapsed = start_flow(driver, APPROVAL_FUNCTION, {"title": "Timed out", "timeout": 60})
+    op = by_hand.request.operation
+    form = f"/executions/{by_hand.execution.pk}/callbacks/{op.operation_id}/"
+    done = client_for(cast.operator).post(
+        form, {"outcome": "succeed", "succeed-result": '{"approved": true}'}
+    )
+    assert done.status_code == 302
+    operator.callback_fail(Actor.api("AKIAINBOXKEY"), callback_id(by_key.request.operation), {})
+    driver.clock.advance(61)
+    for flow in (by_hand, by_key, lapsed):
+        flow.finish()
+
+    alice = client_for(cast.alice)
+    assert row_ids(alice.get("/approvals/?tab=expired")) == [lapsed.request.pk]
+    assert b'data-testid="count-decided">2<' in alice.get("/approvals/").content
+    # auth (4), three tab counts, the rows, their approval counts, who completed them (one query)
+    with django_assert_num_queries(10):
+        decided = alice.get("/approvals/?tab=decided").content.decode()
+    assert sorted(row_ids(alice.get("/approvals/?tab=decided"))) == sorted(
+        [by_hand.request.pk, by_key.request.pk]
+    )
+    assert 'data-testid="row-completed">completed outside the inbox by oscar (console)</span>' in decided
+    assert (
+        'data-testid="row-completed">completed outside the inbox through the API by AKIAINBOXKEY<' in decided
+    )
+    assert (
+        decided.count('data-testid="row-state">completed</span>') == 2 and 'row-state">expired' not in decided
+    )
+
+    page = alice.get(f"/approvals/{by_hand.request.pk}/").content.decode()
+    notice = page.split('data-testid="approval-completed">')[1].split("</p>")[0]
+    assert notice.startswith("Completed outside the inbox by <strong>oscar</strong> (console) on <time")
+    assert notice.endswith("the callback succeeded, so nobody decides here any more.")
+    assert 'data-testid="approval-expired"' not in page and 'id="decision-form"' not in page
+    assert "completed outside the inbox, so this request can no longer be decided" in page
+    page = alice.get(f"/approvals/{by_key.request.pk}/").content.decode()
+    assert "through the API by <strong>AKIAINBOXKEY</strong>" in page and "the callback failed" in page
+    # Trying to decide it anyway stores it as expired: it still shows as completed, by oscar.
+    assert alice.post(f"/approvals/{by_hand.request.pk}/decide/", {"outcome": "approve"}).status_code == 409
+    assert by_hand.request.status == RequestStatus.EXPIRED
+    assert row_ids(alice.get("/approvals/?tab=expired")) == [lapsed.request.pk]
+    assert (
+        "by <strong>oscar</strong> (console)"
+        in alice.get(f"/approvals/{by_hand.request.pk}/").content.decode()
+    )
