@@ -105,6 +105,7 @@
     const hours = Math.floor(minutes / 60), mins = minutes % 60;
     if (hours < 48) return mins ? `${hours} h ${mins} min` : `${hours} h`;
     const days = Math.floor(hours / 24), hrs = hours % 24;
+    if (mins) return `${days} d ${hrs} h ${mins} min`;
     return hrs ? `${days} d ${hrs} h` : `${days} d`;
   }
   function relative(ms) {
@@ -121,7 +122,7 @@
   }
   setInterval(tickCountdowns, 1000);
 
-  /* --- times in the browser's zone: <time data-local="datetime|time|precise" datetime="ISO"> ---- */
+  /* --- times in the browser's zone: <time data-local="datetime|time|precise|datetime-ms" datetime="ISO"> ---- */
   // The server writes UTC with a "UTC" label (formatting.time_tag): that stays in the title.
   const pad = (n, width) => String(n).padStart(width || 2, "0");
   const zoneName = (() => {
@@ -131,7 +132,9 @@
     const time = `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}`;
     if (style === "time") return time;
     if (style === "precise") return `${time}.${pad(at.getMilliseconds(), 3)}`;
-    return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ${time}`;
+    const date = `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())}`;
+    if (style === "datetime-ms") return `${date} ${time}.${pad(at.getMilliseconds(), 3)}`;
+    return `${date} ${time}`;
   }
   function localizeTimes(root) {
     const scope = root && root.querySelectorAll ? root : document;

@@ -8,6 +8,7 @@ decoded result in the side panel (issue 12, items 1 and 2).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterator
 from typing import Any
 
@@ -87,3 +88,36 @@ def test_a_redriven_execution_shows_its_marker_and_a_rows_decoded_result(
     page.click("[data-failures-only]")
     expect(page.locator(f"#op-{reserve.operation_id}")).to_be_visible()
     expect(page.locator(f"#op-{check.operation_id}")).to_be_hidden()
+    # Those rows came from the server (every failing one, rendered on the page or not); switching
+    # off puts the page's own rows back.
+    expect(page.locator("tbody[data-timeline-rows][data-failure-rows]")).to_have_count(1)
+    page.click("[data-failures-only]")
+    expect(page.locator(f"#op-{check.operation_id}")).to_be_visible()
+    expect(page.locator("tbody[data-failure-rows]")).to_have_count(0)
+
+    # The axis's labels (the ends, the hour before the redrive) stay apart and inside the axis.
+    layout = page.evaluate(AXIS_LAYOUT)
+    spans = sorted(layout["labels"])
+    left, right = layout["axis"]
+    assert len(spans) >= 2 and all(left - 0.5 <= a and b <= right + 0.5 for a, b in spans), layout
+    assert all(b <= a for (_, b), (a, _) in itertools.pairwise(spans)), layout
+
+    # A history row's operation opens the side panel (its timeline row need not be on the page).
+    page.locator(f'#history-table a[data-op-link="{reserve.operation_id}"]').first.click()
+    expect(panel).to_be_visible()
+    expect(page.locator("#op-panel-title")).to_have_text("reserve-room")
+    expect(panel.locator("[data-testid=panel-attempt-number]")).to_contain_text("3 (2 before the redrive)")
+
+
+# Each shown label's text box (a Range measures the glyphs, not the element) and the axis's box.
+AXIS_LAYOUT = """() => {
+  const axis = document.querySelector("[data-axis]");
+  const box = axis.getBoundingClientRect();
+  const labels = [...axis.querySelectorAll(".axis-label:not([data-hidden])")].map((label) => {
+    const range = document.createRange();
+    range.selectNodeContents(label);
+    const r = range.getBoundingClientRect();
+    return [r.left, r.right];
+  });
+  return { axis: [box.left, box.right], labels };
+}"""

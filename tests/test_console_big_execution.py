@@ -160,6 +160,45 @@ def test_a_folded_context_renders_its_rows_when_expanded_and_keeps_them_on_refre
     assert [op_id for op_id, depth in rows(live) if depth == 1] == [f"item-{n}" for n in range(200)]
 
 
+@pytest.mark.django_db
+def test_failures_only_finds_failures_the_page_has_not_rendered(
+    cast: Cast, django_assert_num_queries: Callable[..., Any]
+) -> None:
+    """A failed step past the first 50 rows, 60 failed items of a folded map (one holding a failed
+    step): the page renders none of them; its pager says how many failed, and "Failures only"
+    fetches them all from the server, 50 at a time under each parent."""
+    execution = big_execution(top=150, items=300)
+    ops = Operation.objects.filter(execution=execution)
+    ops.filter(operation_id__in=["step-120", "fetch-137"]).update(status="FAILED")
+    ops.filter(operation_id__in=[f"item-{n}" for n in range(100, 160)]).update(status="TIMED_OUT")
+    client = cast.client("viewer")
+    page = get(client, f"/executions/{execution.pk}/")
+    assert not {"step-120", "map"} & {op_id for op_id, _ in rows(page)}
+    more = re.search(r'<tr class="timeline-more"[^>]*>.*?</tr>', page, re.S)
+    assert more and "data-fail" in more.group(0) and ">2 failed</span>" in more.group(0)  # step-120, the map
+    url = f"/executions/{execution.pk}/timeline/rows/"
+    assert f'data-failures-url="{url}?failures=1"' in page
+
+    with django_assert_num_queries(AUTH + 4):  # the execution, operations, invocations, children
+        failures = get(client, url, failures="1")
+    items = [f"item-{n}" for n in range(100, 150)]
+    expected = [("step-120", 0), ("map", 0)]
+    expected += [
+        pair for item in items for pair in [(item, 1)] + ([("fetch-137", 2)] if item == "item-137" else [])
+    ]
+    assert rows(failures) == expected
+    assert failures.count("<tr ") == failures.count("data-fail") == len(expected) + 1  # and a pager
+    assert "data-lazy-toggle" not in failures and 'name="open"' not in failures
+    assert ">10 more failed</span>" in failures
+    pager = re.search(r'hx-get="([^"]*failures=1[^"]*)"', failures)
+    assert pager and html.unescape(pager.group(1)) == f"{url}?failures=1&parent=map&skip=50"
+    rest = get(client, url, failures="1", parent="map", skip="50")
+    assert rows(rest) == [(f"item-{n}", 1) for n in range(150, 160)] and "timeline-more" not in rest
+
+    clean = big_execution(top=3, items=3)
+    assert "No operation failed." in get(client, f"/executions/{clean.pk}/timeline/rows/", failures="1")
+
+
 # --- exact counts, maintained by the database ------------------------------------------------------
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import decimal
 import html
+import itertools
 import json
 import re
 import uuid
@@ -20,7 +21,9 @@ from examples import ledger
 from examples.switches import fault_switch_set
 from executions import operator
 from executions.audit import Actor
+from executions.console import formatting
 from executions.console.payloads import decode_payload
+from executions.console.timescale import AXIS_GAP_PX, AXIS_TRACK_PX, AxisLabel, build_scale
 from executions.models import Execution, HistoryEvent, Operation
 from executions.workers import handler_db
 from tests.console_support import Cast, finished, make_cast, register_demos
@@ -144,6 +147,49 @@ def event_details(client: Client, execution: Execution, event: HistoryEvent) -> 
     )
 
 
+AXIS_LABEL = re.compile(r'<span class="axis-label[^"]*" style="--x:([\d.]+)%;--n:(\d+)"[^>]*>([^<]*)</span>')
+
+
+def assert_axis_labels_apart(page: str) -> None:
+    """The axis's labels, placed as the CSS places them on the narrowest track spaced for: apart."""
+    labels = [(float(x), int(n), html.unescape(label)) for x, n, label in AXIS_LABEL.findall(page)]
+    assert labels and labels[0][2] == "0" and all(n == len(label) for _, n, label in labels)
+    spans = sorted(AxisLabel(label, x, "").extent(AXIS_TRACK_PX) for x, _, label in labels)
+    assert spans[0][0] >= 0 and spans[-1][1] <= AXIS_TRACK_PX
+    for (_, right), (left, _) in itertools.pairwise(spans):
+        assert right + AXIS_GAP_PX <= left, labels
+
+
+def test_axis_labels_never_overlap_when_breaks_are_close() -> None:
+    """Three long idle gaps close together near the end (the review's "≈ 4 min 59 s≈ 1 min 43 s")."""
+    start = datetime.datetime(2026, 11, 30, 12, tzinfo=datetime.UTC)
+
+    def at(seconds: float) -> datetime.datetime:
+        return start + datetime.timedelta(seconds=seconds)
+
+    busy = [(at(0), at(30)), (at(329), at(330)), (at(433), at(434)), (at(700), at(701))]
+    scale = build_scale(start, at(701), busy)
+    assert len(scale.breaks) == 3
+    labels = scale.axis_labels("11 min 41 s (now)")
+    assert [label.text for label in labels[:2]] == ["0", "11 min 41 s (now)"]  # the ends always
+    assert 2 < len(labels) < 2 + len(scale.breaks)  # the longest break kept, a close one left out
+    assert labels[2].text == "≈ 4 min 59 s"
+    page = "".join(
+        f'<span class="axis-label" style="{label.style}">{html.escape(label.text)}</span>' for label in labels
+    )
+    assert_axis_labels_apart(page)
+
+
+def test_json_counts_and_long_countdowns_read_right() -> None:
+    tree = str(formatting.json_tree('{"email": "a@example.com", "tags": ["x"]}'))
+    assert ">1 key<" not in tree and ">2 keys<" in tree and ">1 item<" in tree
+    assert ">1 key<" in str(formatting.json_tree('{"email": "a@example.com"}'))
+    # Past two days a countdown keeps its minutes, as "47 h 52 min" does just under them.
+    assert formatting.countdown_text(48 * 3600 + 8 * 60) == "in 2 d 0 h 8 min"
+    assert formatting.countdown_text(47 * 3600 + 52 * 60) == "in 47 h 52 min"
+    assert formatting.countdown_text(3 * 86400) == "in 3 d"
+
+
 def redriven_booking(driver: EngineDriver) -> Execution:
     """reserve-room fails twice, the execution fails, an hour passes, then a redrive succeeds."""
     payload = {"booking_id": "story-1", "max_attempts": 2, "faults": {"booking.reserve_room": 50}}
@@ -169,7 +215,15 @@ def test_a_redrive_is_marked_and_the_attempts_before_it_kept(cast: Cast, driver:
     reserve = Operation.objects.get(execution=execution, name="reserve-room")
     reserve_row = row(page, reserve)
     assert "data-fail" in reserve_row and 'class="bar earlier"' in reserve_row
-    assert "attempt 1 · attempts diff · attempt 2 · failed before the redrive" in text(reserve_row)
+    # Attempts counted across the redrive: two failed before it, the run after it is attempt 3.
+    assert "attempt 3 · attempts 1-2 · failed before the redrive · attempts diff" in text(reserve_row)
+    summary = re.search(r'data-testid="redrive-summary"[^>]*>(.*?)</span></td>', page, re.S)
+    assert summary and re.match(r"Redriven by \S+ \(cli\) <time datetime=", summary.group(1))
+    assert "the outage is over" in summary.group(1)
+    assert_axis_labels_apart(page)
+    # The header counts the operations the timeline shows.
+    shown = re.search(r'<span class="muted small">(\d+) operations?</span>', page)
+    assert shown and f'data-testid="operation-count">{shown.group(1)}</dd>' in page
     # The history shows the step's result decoded, with the stored envelope one click away.
     succeeded = HistoryEvent.objects.get(
         execution=execution, event_type="StepSucceeded", name="check-availability"
@@ -181,7 +235,7 @@ def test_a_redrive_is_marked_and_the_attempts_before_it_kept(cast: Cast, driver:
 
     attempts = get(client, f"/executions/{execution.pk}/steps/{reserve.operation_id}/attempts/")
     assert attempts.count('data-testid="before-redrive"') == 2
-    assert "Attempt 1 (right) against attempt 2 · failed before the redrive (left)" in text(attempts)
+    assert "Attempt 3 (right) against attempt 2 · failed before the redrive (left)" in text(attempts)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -195,7 +249,14 @@ def test_the_panel_shows_a_steps_decoded_result_attempts_and_links(cast: Cast, d
     assert result and '"confirmation" : "cnf-' in text(result.group(1))
     assert 'data-testid="raw-payload"' in panel
     assert panel.count('data-testid="panel-attempt"') == 3 and panel.count(">before the redrive<") == 2
-    assert 'data-testid="panel-attempts-link"' in panel and "<time datetime=" in panel
+    numbers = re.findall(r'data-testid="panel-attempt"[^>]*><td class="num">(\d+)</td>', panel)
+    assert numbers == ["1", "2", "3"]  # counted across the redrive: never two "#1"
+    assert '3 <span class="muted">(2 before the redrive)</span>' in panel
+    assert 'data-testid="panel-attempts-link"' in panel
+    # Times with their date (milliseconds where they tell a step's moments apart).
+    assert re.search(
+        r'data-testid="panel-time"><time [^>]*data-local="datetime-ms"[^>]*>\d{4}-\d\d-\d\d ', panel
+    )
     # Without htmx the same panel is a page of its own.
     assert "<!doctype html>" in get(cast.client("operator"), path)
 
@@ -245,6 +306,9 @@ def test_a_verification_completed_by_hand_is_labelled_with_who_did_it(
     page = get(client, f"/executions/{execution.pk}/")
     assert 'title="verify-email">verify-email</button>' in row(page, callback)
     assert ">Complete verify-email…</a>" in page
+    panel_path = f"/executions/{execution.pk}/operations/{callback.operation_id}/"
+    waiting = get(client, panel_path, HTTP_HX_REQUEST="true")
+    assert re.search(r'<dt>Callback times out</dt><dd [^>]*><time [^>]*data-local="datetime"', waiting)
 
     form_path = f"/executions/{execution.pk}/callbacks/{callback.operation_id}/"
     form = get(client, form_path)
@@ -254,10 +318,31 @@ def test_a_verification_completed_by_hand_is_labelled_with_who_did_it(
     assert response.status_code == 302
     driver.run_until(lambda: refreshed(execution).is_terminal)
 
-    callback_row = text(
-        row(get(client, f"/executions/{execution.pk}/"), Operation.objects.get(pk=callback.pk))
-    )
+    page = get(client, f"/executions/{execution.pk}/")
+    callback_row = text(row(page, Operation.objects.get(pk=callback.pk)))
     assert "completed by hand by operator (console)" in callback_row and "expired" not in callback_row
+    # Completed: its panel no longer lists a timeout.
+    done = get(client, panel_path, HTTP_HX_REQUEST="true")
+    assert "Ended</dt>" in done and "times out" not in done and "Heartbeat" not in done
+
+    # The history names the callback by its own name, and its operation link opens the side
+    # panel (rendered timeline row or not); times in the details are time tags, not epoch seconds.
+    history = dict(re.findall(r'data-event-type="(\w+)">(.*?)</tr>', page, re.S))
+    started = history["CallbackStarted"]
+    assert (
+        f'<a href="{panel_path}" data-op-link="{callback.operation_id}" class="small">verify-email</a>'
+        in started
+    )
+    assert "create callback id" not in started
+    invocation = history["InvocationCompleted"]
+    assert re.search(r"StartTimestamp: <time datetime=\S+ data-local=\"datetime\"", invocation)
+    event = HistoryEvent.objects.filter(execution=execution, event_type="InvocationCompleted").first()
+    assert event is not None
+    details = get(client, f"/executions/{execution.pk}/history/{event.event_id}/")
+    times = re.search(r'data-testid="event-times">(.*?)</dl>', details, re.S)
+    assert times and "<dt>StartTimestamp</dt><dd><time " in times.group(1)
+    readable, raw = details.split('<details class="raw">')
+    assert "StartTimestamp" not in readable.split("</dl>")[1] and "StartTimestamp" in raw
 
 
 @pytest.mark.django_db(transaction=True)

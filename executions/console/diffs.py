@@ -80,7 +80,7 @@ def side_by_side(left: str, right: str) -> list[DiffRow]:
 
 @dataclass(frozen=True)
 class Attempt:
-    number: int
+    number: int  # counted across redrives: the first attempt after a redrive follows the last before it
     outcome: str  # "FAILED" or "SUCCEEDED"
     at: datetime.datetime
     text: str  # the error (failed) or the result (succeeded), decoded and pretty-printed
@@ -117,22 +117,16 @@ def attempts_from_events(events: list[HistoryEvent]) -> list[Attempt]:
 
     A redrive deletes a failed step and the handler runs it again from attempt 1,
     while the history keeps the earlier attempts: an attempt number that does not
-    go up starts a new run, and every attempt of an earlier run is marked.
+    go up starts a new run, and every attempt of an earlier run is marked. Attempts
+    are numbered across runs (two before a redrive, then 3, 4, ...), so no two read "#1".
     """
     found: list[Attempt] = []
-    run, previous = 1, 0
-    for event in events:
-        if event.event_type not in ATTEMPT_EVENTS:
-            continue
-        retry = event.details.get("RetryDetails") or {}
+    for event, number, run in numbered_attempts(events):
         failed = event.event_type == "StepFailed"
         payload = (event.details.get("Error" if failed else "Result") or {}).get("Payload")
-        number = retry.get("CurrentAttempt") or previous + 1
-        if found and number <= previous:
-            run += 1
-        previous = number
         shown = pretty(readable_error(payload) if failed else payload)
         raw = payload if isinstance(payload, str) else json.dumps(payload, indent=2, ensure_ascii=False)
+        retry = event.details.get("RetryDetails") or {}
         found.append(
             Attempt(
                 number=number,
@@ -144,7 +138,29 @@ def attempts_from_events(events: list[HistoryEvent]) -> list[Attempt]:
                 run=run,
             )
         )
-    return [replace(attempt, before_redrive=attempt.run < run) for attempt in found]
+    last_run = found[-1].run if found else 1
+    return [replace(attempt, before_redrive=attempt.run < last_run) for attempt in found]
+
+
+def numbered_attempts(events: list[HistoryEvent]) -> list[tuple[HistoryEvent, int, int]]:
+    """(event, attempt number counted across redrives, run) for each finished attempt among ``events``.
+
+    The SDK numbers attempts from 1 in each run; an attempt number that does not go up is a
+    new run, numbered on from the last attempt of the run before.
+    """
+    out: list[tuple[HistoryEvent, int, int]] = []
+    run, previous, offset = 1, 0, 0
+    for event in events:
+        if event.event_type not in ATTEMPT_EVENTS:
+            continue
+        retry = (event.details or {}).get("RetryDetails") or {}
+        number = int(retry.get("CurrentAttempt") or previous + 1)
+        if out and number <= previous:
+            run += 1
+            offset = out[-1][1]
+        previous = number
+        out.append((event, offset + number, run))
+    return out
 
 
 def attempt_pairs(attempts: list[Attempt]) -> list[AttemptPair]:

@@ -22,7 +22,7 @@ PREVIEW_MAX_CHARS = 200_000
 
 
 def duration(value: datetime.timedelta | float | int | None) -> str:
-    """``350 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``."""
+    """``350 ms``, ``4.2 s``, ``3 min 5 s``, ``2 h 10 min``, ``3 d 4 h``, ``3 d 4 h 10 min``."""
     if value is None or value == "":
         return ""
     seconds = value.total_seconds() if isinstance(value, datetime.timedelta) else float(value)
@@ -38,6 +38,10 @@ def duration(value: datetime.timedelta | float | int | None) -> str:
     if hours < 48:
         return f"{sign}{hours} h {minutes} min" if minutes else f"{sign}{hours} h"
     days, hours = divmod(hours, 24)
+    # Minutes kept past two days: a deadline 48 h 8 min away is "2 d 0 h 8 min", not "2 d"
+    # next to a callback's "47 h 52 min" (the same countdown, coarser by up to an hour).
+    if minutes:
+        return f"{sign}{days} d {hours} h {minutes} min"
     return f"{sign}{days} d {hours} h" if hours else f"{sign}{days} d"
 
 
@@ -90,12 +94,16 @@ def _node(value: Any, depth: int) -> SafeString:
     if isinstance(value, dict) and value:
         pairs = ((json.dumps(k), _node(v, depth + 1)) for k, v in value.items())
         items = format_html_join("", '<li><span class="json-key">{}</span>: {}</li>', pairs)
-        return _branch("{", "}", f"{len(value)} keys", items, depth)
+        return _branch("{", "}", _count(len(value), "key"), items, depth)
     if isinstance(value, list) and value:
         items = format_html_join("", "<li>{}</li>", ((_node(v, depth + 1),) for v in value))
-        return _branch("[", "]", f"{len(value)} items", items, depth)
+        return _branch("[", "]", _count(len(value), "item"), items, depth)
     kind = "null" if value is None else type(value).__name__
     return format_html('<span class="json-{}">{}</span>', kind, json.dumps(value, ensure_ascii=False))
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _branch(opening: str, closing: str, summary: str, items: SafeString, depth: int) -> SafeString:
@@ -181,13 +189,17 @@ TIME_STYLES = {
     "datetime": "%Y-%m-%d %H:%M:%S",
     "time": "%H:%M:%S",
     "precise": "%H:%M:%S.%f",  # cut to milliseconds below
+    # The date with milliseconds: a step's start and end, an attempt (the side panel).
+    "datetime-ms": "%Y-%m-%d %H:%M:%S.%f",
 }
+MILLISECOND_STYLES = frozenset({"precise", "datetime-ms"})
 
 
 def utc_text(value: datetime.datetime, style: str = "datetime") -> str:
-    """``2026-11-30 12:00:05 UTC`` (``time``: ``12:00:05 UTC``; ``precise`` adds milliseconds)."""
+    """``2026-11-30 12:00:05 UTC`` (``time``: ``12:00:05 UTC``; ``precise`` adds milliseconds,
+    ``datetime-ms`` the date and milliseconds)."""
     text = value.astimezone(datetime.UTC).strftime(TIME_STYLES[style])
-    return f"{text[:-3] if style == 'precise' else text} UTC"
+    return f"{text[:-3] if style in MILLISECOND_STYLES else text} UTC"
 
 
 def time_tag(value: datetime.datetime | None, style: str = "datetime") -> SafeString | str:

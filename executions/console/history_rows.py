@@ -9,13 +9,18 @@ payloads, decoded and raw, were most of the page's weight.
 from __future__ import annotations
 
 import datetime
+from typing import Any
+from urllib.parse import quote
 
 from django.urls import reverse
 from django.utils.html import escape
 from django.utils.safestring import SafeString, mark_safe
 from django.utils.text import Truncator
 
-from executions.console.formatting import elapsed, event_summary
+from executions.console.formatting import elapsed, error_message, payload_size, time_tag
+from executions.console.payloads import detail_time
+from executions.console.timeline import HIDDEN_DETAIL_KEYS
+from executions.console.timeline_history import callback_name
 from executions.models import Execution, HistoryEvent
 from executions.queries.history import HistoryPage
 
@@ -27,7 +32,13 @@ ROW = (
 DETAILS = (
     '<details hx-get="{url}{id}/" hx-trigger="toggle once" hx-target="find div" data-testid="event-details">'
     '<summary class="small">{summary}</summary><div><span class="muted small">Loading…</span></div></details>'
-)
+)  # the summary is HTML (escaped text and time tags)
+
+
+# The operation's side panel (timeline.js opens it from any link carrying data-op-link, rendered
+# timeline row or not); without JavaScript the link is the operation's own page.
+OPERATION = '<a href="{url}" data-op-link="{id}" class="small">{name}</a>'
+SUMMARY_PARTS = 4  # details named in the summary line; the rest are one click away
 
 
 def history_rows_html(history: HistoryPage, execution: Execution) -> SafeString:
@@ -36,21 +47,27 @@ def history_rows_html(history: HistoryPage, execution: Execution) -> SafeString:
         of_type = " of this type" if history.selected_type else ""
         return mark_safe(f'<tr><td colspan="5" class="empty">No events{of_type}.</td></tr>')
     url = escape(reverse("console:execution-history", args=[execution.pk]))
+    marker = "OPERATION"  # reversed once per page, not per row
+    op_url = reverse("console:operation-detail", args=[execution.pk, marker]).replace(marker, "{}")
     started = execution.started_at
-    return mark_safe("".join(_row(event, url, started) for event in history.events))
+    return mark_safe("".join(_row(event, url, op_url, started) for event in history.events))
 
 
-def _row(event: HistoryEvent, url: str, started: datetime.datetime) -> str:
+def _row(event: HistoryEvent, url: str, op_url: str, started: datetime.datetime) -> str:
     operation = ""
     if event.operation_id:
-        name = Truncator(event.name or event.operation_id).chars(40)
-        operation = f'<a href="#op-{escape(event.operation_id)}" class="small">{escape(name)}</a>'
+        # A callback by its own name (the SDK's is "<name> create callback id"), as the timeline names it.
+        name = Truncator(callback_name(event.name) if event.name else event.operation_id).chars(40)
+        operation = OPERATION.format(
+            url=escape(op_url.format(quote(event.operation_id, safe=""))),
+            id=escape(event.operation_id),
+            name=escape(name),
+        )
         if event.sub_type:
             operation += f' <span class="tag">{escape(event.sub_type)}</span>'
     details = ""
     if event.details:
-        summary = event_summary(event.details) or "details"
-        details = DETAILS.format(url=url, id=event.event_id, summary=escape(summary))
+        details = DETAILS.format(url=url, id=event.event_id, summary=_summary(event.details) or "details")
     at = event.timestamp.astimezone(datetime.UTC)
     return ROW.format(
         type=escape(event.event_type),
@@ -60,3 +77,22 @@ def _row(event: HistoryEvent, url: str, started: datetime.datetime) -> str:
         since=escape(elapsed(started, event.timestamp)),
         details=details,
     )
+
+
+def _summary(details: dict[str, Any]) -> str:
+    """One line of HTML: the error message, or the payloads' sizes, the times (as time tags) and
+    the other plain values the event carries."""
+    error = details.get("Error")
+    if isinstance(error, dict) and error.get("Payload"):
+        return escape(error_message(error["Payload"]))
+    parts = []
+    for key, value in details.items():
+        if key in HIDDEN_DETAIL_KEYS or value in (None, "", {}):
+            continue
+        if (moment := detail_time(key, value)) is not None:
+            parts.append(f"{escape(key)}: {time_tag(moment)}")
+        elif isinstance(value, dict) and "Payload" in value:
+            parts.append(f"{escape(key)}: {payload_size(value['Payload']) or 'empty'}")
+        elif not isinstance(value, dict | list):
+            parts.append(escape(Truncator(f"{key}: {value}").chars(80)))
+    return ", ".join(parts[:SUMMARY_PARTS])

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from approvals.selectors import decisions_for_operations
@@ -54,12 +54,23 @@ class OperationPanel:
     child_execution: Execution | None = None
     decision: Any = None  # approvals.selectors.DecisionSummary
     completion: HandCompletion | None = None
-    timestamps: list[tuple[str, datetime.datetime]] = field(default_factory=list)
+    # (label, moment, time style): every one with its date; milliseconds where they tell steps apart.
+    timestamps: list[tuple[str, datetime.datetime, str]] = field(default_factory=list)
 
     @property
     def diffable(self) -> bool:
         """A step with two finished attempts has an attempts diff page."""
         return self.op.type == OperationType.STEP and len(self.attempts) >= 2
+
+    @property
+    def attempts_before_redrive(self) -> int:
+        """A step's attempts before the latest redrive (the attempts are numbered across it)."""
+        return max((a.number for a in self.attempts if a.before_redrive), default=0)
+
+    @property
+    def attempt(self) -> int:
+        """The step's current attempt, counted across redrives as the attempts table counts."""
+        return self.op.attempt + self.attempts_before_redrive
 
 
 def operation_panel(execution: Execution, op: Operation) -> OperationPanel:
@@ -70,7 +81,7 @@ def operation_panel(execution: Execution, op: Operation) -> OperationPanel:
         .order_by("event_id")
     )
     children, failed = _children(execution, op) if op.type == OperationType.CONTEXT else (0, 0)
-    attempts = attempts_from_events(events) if op.type == OperationType.STEP else []
+    attempts = _attempts(op, events) if op.type == OperationType.STEP else []
     return OperationPanel(
         execution=execution,
         op=op,
@@ -90,6 +101,15 @@ def operation_panel(execution: Execution, op: Operation) -> OperationPanel:
         completion=_completion(execution, op),
         timestamps=_timestamps(op),
     )
+
+
+def _attempts(op: Operation, events: list[HistoryEvent]) -> list[Attempt]:
+    """The step's finished attempts; those that ended before its current run started (the run a
+    redrive began) are before the redrive, even while the new run has not finished one yet."""
+    return [
+        replace(attempt, before_redrive=True) if attempt.at < op.started_at else attempt
+        for attempt in attempts_from_events(events)
+    ]
 
 
 def error_view(error: Any) -> ErrorView | None:
@@ -159,16 +179,16 @@ def _completion(execution: Execution, op: Operation) -> HandCompletion | None:
     )
 
 
-def _timestamps(op: Operation) -> list[tuple[str, datetime.datetime]]:
+def _timestamps(op: Operation) -> list[tuple[str, datetime.datetime, str]]:
+    """What happened when, and the deadlines still ahead (a callback's only while it waits)."""
+    waiting = op.status in (OperationStatus.PENDING, OperationStatus.READY)
+    open_callback = op.type == OperationType.CALLBACK and op.status == OperationStatus.STARTED
     moments = [
-        ("Started", op.started_at),
-        ("Ended", op.ended_at),
-        (
-            "Next attempt",
-            op.next_attempt_at if op.status in (OperationStatus.PENDING, OperationStatus.READY) else None,
-        ),
-        ("Wait ends", op.scheduled_end_at),
-        ("Callback times out", op.callback_timeout_at),
-        ("Heartbeat due", op.callback_heartbeat_at),
+        ("Started", op.started_at, "datetime-ms"),
+        ("Ended", op.ended_at, "datetime-ms"),
+        ("Next attempt", op.next_attempt_at if waiting else None, "datetime"),
+        ("Wait ends", op.scheduled_end_at, "datetime"),
+        ("Callback times out", op.callback_timeout_at if open_callback else None, "datetime"),
+        ("Heartbeat due", op.callback_heartbeat_at if open_callback else None, "datetime"),
     ]
-    return [(label, moment) for label, moment in moments if moment is not None]
+    return [(label, moment, style) for label, moment, style in moments if moment is not None]

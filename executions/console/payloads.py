@@ -18,6 +18,7 @@ was stored (``Decoded.decoded`` is then False); decoding never raises.
 
 from __future__ import annotations
 
+import datetime
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -220,9 +221,12 @@ def preview(value: Any, limit: int = 120) -> str:
 
 
 def decoded_details(details: dict[str, Any] | None) -> dict[str, Any]:
-    """A history event's details with every ``{"Payload": …}`` decoded (and ``ErrorData`` in errors)."""
+    """A history event's details with every ``{"Payload": …}`` decoded (and ``ErrorData`` in errors);
+    the timestamps are left out: the page shows them as times (``detail_times``)."""
     out: dict[str, Any] = {}
     for key, item in (details or {}).items():
+        if detail_time(key, item) is not None:
+            continue
         if isinstance(item, dict) and "Payload" in item:
             item = {**item, "Payload": _readable(item["Payload"])}
         out[key] = item
@@ -237,9 +241,27 @@ def _readable(payload: Any) -> Any:
     return decode_payload(payload).value
 
 
+def detail_time(key: str, value: Any) -> datetime.datetime | None:
+    """A ``…Timestamp`` detail (epoch seconds, as the history stores them) as a moment; else None."""
+    if not key.endswith("Timestamp") or isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        return datetime.datetime.fromtimestamp(value, datetime.UTC)
+    except (OverflowError, OSError, ValueError):  # not a time after all: shown as stored
+        return None
+
+
+def detail_times(details: dict[str, Any] | None) -> list[tuple[str, datetime.datetime]]:
+    """(key, moment) for each timestamp of a history event's details, in their order."""
+    found = ((key, detail_time(key, value)) for key, value in (details or {}).items())
+    return [(key, moment) for key, moment in found if moment is not None]
+
+
 def details_changed(details: dict[str, Any] | None) -> bool:
-    """Whether decoding changes anything in these details (else no raw view is needed)."""
-    for item in (details or {}).values():
+    """Whether the readable details differ from the stored ones (else no raw view is needed)."""
+    for key, item in (details or {}).items():
+        if detail_time(key, item) is not None:
+            return True
         if isinstance(item, dict) and "Payload" in item:
             payload = item["Payload"]
             if isinstance(payload, str) or (isinstance(payload, dict) and "ErrorData" in payload):

@@ -40,10 +40,11 @@ from executions.console.timeline_history import (
     ExecutionStory,
     HandCompletion,
     Redrive,
+    before_redrive_label,
     callback_label,
     execution_story,
 )
-from executions.console.timescale import Break, TimeScale, build_scale
+from executions.console.timescale import AxisLabel, Break, TimeScale, build_scale, fit_labels
 from executions.models import Execution, Invocation, InvocationOutcome, Operation
 from executions.vocabulary import OPEN_OPERATION_STATUSES, OperationStatus, OperationType
 
@@ -230,6 +231,14 @@ class Timeline:
     @property
     def breaks(self) -> tuple[Break, ...]:
         return self.scale.breaks if self.scale else ()
+
+    @property
+    def axis_labels(self) -> list[AxisLabel]:
+        """The axis's labels that do not overlap: the start, the end, the longest breaks."""
+        end = f"{duration(self.span)}{' (now)' if self.running else ''}"
+        if self.scale is None:
+            return fit_labels([AxisLabel("0", 0.0, "the start"), AxisLabel(end, 100.0, "the end")])
+        return self.scale.axis_labels(end)
 
     @property
     def invocation_summary(self) -> str:
@@ -512,10 +521,16 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
             f'<strong class="fail-count" data-testid="failed-descendants">'
             f"{row.failed_children} of {row.children} failed</strong>"
         )
+    earlier = _earlier_info(row)
     if row.ghost and row.op.type == OperationType.STEP:
-        parts.append(f"attempt {op.attempt} · {op.status.lower().replace('_', ' ')} before the redrive")
+        parts.append(escape(before_redrive_label(op.status, op.attempt)))
     elif op.type == OperationType.STEP:
-        parts.append(f"attempt {op.attempt}")
+        # Counted across the redrive, as the panel and the attempts page count: the run after a
+        # redrive that came after one failed attempt is attempt 2, the one before it attempt 1.
+        parts.append(f"attempt {op.attempt + (row.earlier.attempt if row.earlier else 0)}")
+        if earlier:  # before the link, so a narrow cell cuts the link rather than the story
+            parts.append(earlier)
+            earlier = ""
         if op.next_attempt_at and op.status in (OperationStatus.PENDING, OperationStatus.READY):
             parts.append(f"retry {_countdown(op.next_attempt_at)}")
         if op.attempt > 1 or row.earlier is not None:
@@ -541,9 +556,8 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
         if child := row.child_execution:
             url = links.execution.format(child.pk)
             parts.append(f'<a href="{url}" data-testid="child-link">{escape(child.status.lower())} child</a>')
-    if row.earlier is not None:
-        label = escape(row.earlier.label)
-        parts.append(f'<span class="earlier-run" data-testid="earlier-run">{label}</span>')
+    if earlier:
+        parts.append(earlier)
     if op.error:
         parts.append(escape(error_message(op.error)))
     elif op.result and op.type in (
@@ -553,6 +567,12 @@ def _info(row: TimelineRow, links: RowLinks) -> str:
     ):
         parts.append(f"result {payload_size(op.result)}")
     return " · ".join(parts)
+
+
+def _earlier_info(row: TimelineRow) -> str:
+    if row.earlier is None:
+        return ""
+    return f'<span class="earlier-run" data-testid="earlier-run">{escape(row.earlier.label)}</span>'
 
 
 def _decision_info(op: Operation, decision: Any) -> str:

@@ -18,7 +18,11 @@ import datetime
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from executions.console.formatting import error_message
+from django.utils.html import format_html
+from django.utils.safestring import SafeString
+
+from executions.console.diffs import numbered_attempts
+from executions.console.formatting import error_message, time_tag, utc_text
 from executions.models import AuditChannel, AuditEntry, Execution, HistoryEvent, Operation
 from executions.vocabulary import OperationStatus, OperationType
 
@@ -58,26 +62,44 @@ class Redrive:
 
     @property
     def title(self) -> str:
-        who = f" by {self.actor} ({self.channel})" if self.actor else ""
+        """For a tooltip (plain text: UTC, labelled, as every time's title is)."""
         why = f": {self.reason}" if self.reason else ""
-        return f"Redriven{who} at {self.at.astimezone(datetime.UTC):%Y-%m-%d %H:%M:%S} UTC{why}"
+        return f"Redriven{self._who} at {utc_text(self.at)}{why}"
+
+    @property
+    def summary(self) -> SafeString:
+        """For the page: the time as the console's one time tag (the browser's zone, UTC on hover)."""
+        why = f": {self.reason}" if self.reason else ""
+        return format_html("Redriven{} {}{}", self._who, time_tag(self.at), why)
+
+    @property
+    def _who(self) -> str:
+        return f" by {self.actor} ({self.channel})" if self.actor else ""
 
 
 @dataclass(frozen=True, slots=True)
 class EarlierRun:
-    """An operation's run before a redrive reset it, from the history."""
+    """An operation's runs before the latest redrive reset it, from the history."""
 
     started_at: datetime.datetime
     ended_at: datetime.datetime
-    status: str  # how that run ended: FAILED, TIMED_OUT, ...
-    attempt: int  # its last attempt (steps; 1 for the rest)
+    status: str  # how the last of them ended: FAILED, TIMED_OUT, ...
+    attempt: int  # a step's attempts before the redrive, counted across earlier redrives (0: not a step)
     failed_attempts: int
     error: str
 
     @property
     def label(self) -> str:
-        """ "attempt 2 · failed before the redrive" """
-        return f"attempt {self.attempt} · {self.status.lower().replace('_', ' ')} before the redrive"
+        """ "attempt 1 · failed before the redrive", "attempts 1-3 · …"; "timed out before the redrive"."""
+        return before_redrive_label(self.status, self.attempt)
+
+
+def before_redrive_label(status: str, attempts: int) -> str:
+    """How a run that ended before the redrive reads: its attempts (steps), then how it ended."""
+    ended = f"{status.lower().replace('_', ' ')} before the redrive"
+    if attempts <= 0:
+        return ended
+    return f"attempt 1 · {ended}" if attempts == 1 else f"attempts 1-{attempts} · {ended}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -204,7 +226,7 @@ def _earlier_runs(
         last_type, status = _type_and_status(op_events[-1].event_type)
         if status not in FAILED_STATUSES:
             continue
-        run = _run(op_events, status)
+        run = _run(op_events, status, step=last_type == OperationType.STEP)
         if op_id in ops and op_id in ran_again:
             earlier[op_id] = run
         elif op_id not in ops:
@@ -218,16 +240,17 @@ def _type_and_status(event_type: str) -> tuple[str, str]:
     return op_type, status
 
 
-def _run(op_events: list[HistoryEvent], status: str) -> EarlierRun:
+def _run(op_events: list[HistoryEvent], status: str, *, step: bool) -> EarlierRun:
     failures = [e for e in op_events if _type_and_status(e.event_type)[1] in FAILED_STATUSES]
     last = op_events[-1]
-    retry = (last.details or {}).get("RetryDetails") or {}
     error = ((last.details or {}).get("Error") or {}).get("Payload")
+    # A step's attempts before the redrive, numbered as the attempts page numbers them.
+    numbered = numbered_attempts(op_events) if step else []
     return EarlierRun(
         started_at=op_events[0].timestamp,
         ended_at=last.timestamp,
         status=status,
-        attempt=int(retry.get("CurrentAttempt") or len(failures) or 1),
+        attempt=(numbered[-1][1] if numbered else max(len(failures), 1)) if step else 0,
         failed_attempts=len(failures),
         error=error_message(error),
     )
@@ -266,13 +289,22 @@ def _completions(entries: list[AuditEntry]) -> dict[str, HandCompletion]:
     return found
 
 
+SDK_CALLBACK_SUFFIX = "create callback id"
+
+
 def callback_label(op: Operation, parent: Operation | None) -> str:
     """A callback's own name: the SDK names the CALLBACK of ``wait_for_callback(name=N)``
     "N create callback id" inside a context named N; the context's name is the one people gave."""
     name = op.name or ""
-    if op.type != OperationType.CALLBACK or not name.endswith("create callback id"):
+    if op.type != OperationType.CALLBACK or not name.endswith(SDK_CALLBACK_SUFFIX):
         return name or op.operation_id
     if parent is not None and parent.name:
         return parent.name
-    stripped = name.removesuffix("create callback id").strip()
-    return stripped or "callback"
+    return callback_name(name)
+
+
+def callback_name(name: str) -> str:
+    """ "verify-email create callback id" -> "verify-email" (the name of its wait_for_callback)."""
+    if not name.endswith(SDK_CALLBACK_SUFFIX):
+        return name
+    return name.removesuffix(SDK_CALLBACK_SUFFIX).strip() or "callback"

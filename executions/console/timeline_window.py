@@ -30,13 +30,11 @@ from django.utils.safestring import SafeString, mark_safe
 
 from executions.console.timeline import FOLD_CHILDREN_OVER, RowLinks, Timeline, TimelineRow, rows_html
 from executions.queries.console import DetailData, OperationNode
-from executions.vocabulary import OperationStatus
 
 WINDOW = 50  # siblings rendered at once under one parent
 ROW_BUDGET = 100  # rows a page renders before contexts stay folded by default
 MAX_STATE_TOKENS = 200  # opened contexts / windows a request may carry
 TOP = "-"  # the top level's key in ``shown``
-FAILED = frozenset({OperationStatus.FAILED, OperationStatus.TIMED_OUT})
 
 
 @dataclass(frozen=True)
@@ -80,7 +78,8 @@ class MoreRow:
     depth: int
     skip: int
     remaining: int
-    failed: int  # of the remaining ones, failed or timed out themselves
+    failed: int  # of the remaining ones, those "failures only" shows (failed, holding a failure, ...)
+    failures_only: bool = False  # a pager of the failures-only rows: ``skip`` counts failing siblings
 
 
 Item = TimelineRow | MoreRow
@@ -99,8 +98,12 @@ class _Walk:
             self.node(node)
         rest = nodes[skip + count :]
         if rest:
-            failed = sum(1 for node in rest if node.operation.status in FAILED)
+            failed = sum(1 for node in rest if self._failing(node))
             self.out.append(MoreRow(parent, depth, skip + count, len(rest), failed))
+
+    def _failing(self, node: OperationNode) -> bool:
+        row = self.rows.get(node.operation.operation_id)
+        return row is not None and row.failing
 
     def node(self, node: OperationNode, *, expand: bool = False) -> None:
         op_id = node.operation.operation_id
@@ -118,6 +121,44 @@ class _Walk:
         """Expanded by default: a small context, while the page stays within its budget."""
         shown = min(len(children), WINDOW)
         return len(children) <= FOLD_CHILDREN_OVER and len(self.out) + 1 + shown <= ROW_BUDGET
+
+
+class _FailureWalk(_Walk):
+    """Only the rows "failures only" shows, every failing context expanded, ``WINDOW`` at a time
+    under each parent (a pager row says how many more failures it holds)."""
+
+    def __init__(self, timeline: Timeline) -> None:
+        super().__init__(timeline, TimelineState())
+
+    def siblings(self, nodes: list[OperationNode], parent: str, depth: int, skip: int, count: int) -> None:
+        failing = [node for node in nodes if self._failing(node)]
+        for node in failing[skip : skip + count]:
+            self.node(node)
+        rest = len(failing) - skip - count
+        if rest > 0:
+            self.out.append(MoreRow(parent, depth, skip + count, rest, rest, failures_only=True))
+
+    def node(self, node: OperationNode, *, expand: bool = False) -> None:
+        row = self.rows.get(node.operation.operation_id)
+        if row is None:
+            return
+        self.out.append(dataclasses.replace(row, folded=False))
+        if node.children:
+            self.siblings(node.children, node.operation.operation_id, node.depth + 1, 0, WINDOW)
+
+
+def failure_items(data: DetailData, timeline: Timeline, parent: str = TOP, skip: int = 0) -> list[Item]:
+    """Every row "failures only" shows, whether or not the page rendered it: the failing
+    operations under ``parent`` after the first ``skip`` failing ones, with their failing
+    descendants; from the top, the operations that failed before the redrive and are gone since."""
+    walk = _FailureWalk(timeline)
+    if parent == TOP:
+        walk.siblings(data.operations, TOP, 0, skip, WINDOW)
+        if skip == 0:
+            walk.out += timeline.ghosts
+    elif (node := data.nodes.get(parent)) is not None:
+        walk.siblings(node.children, parent, node.depth + 1, skip, WINDOW)
+    return walk.out
 
 
 def page_items(data: DetailData, timeline: Timeline, state: TimelineState) -> list[Item]:
@@ -155,12 +196,21 @@ def more_items(
 # --- HTML --------------------------------------------------------------------------------------
 
 MORE = (
-    '<tr class="timeline-more" id="more-{key}-{skip}" data-depth="{depth}" data-testid="timeline-more">'
+    '<tr class="timeline-more" id="more-{key}-{skip}" data-depth="{depth}"{fail} data-testid="timeline-more">'
     '<td colspan="4"><div class="op-name" style="--depth:{depth}"><span class="toggle-spacer"></span>'
     '<button type="button" class="btn btn-sm" hx-get="{url}?parent={parent}&amp;skip={skip}" '
     'hx-include="#{state}" hx-target="closest tr" hx-swap="outerHTML">'
     'Show {next} more</button> <span class="muted small">{remaining} operation{plural} not shown</span>'
     "{failed}</div></td></tr>\n"
+)
+# The failures-only view's pager: the next failing siblings (no state: that view keeps none).
+MORE_FAILURES = (
+    '<tr class="timeline-more" id="more-failures-{key}-{skip}" data-depth="{depth}" data-fail '
+    'data-testid="timeline-more"><td colspan="4"><div class="op-name" style="--depth:{depth}">'
+    '<span class="toggle-spacer"></span><button type="button" class="btn btn-sm" '
+    'hx-get="{url}?failures=1&amp;parent={parent}&amp;skip={skip}" hx-target="closest tr" '
+    'hx-swap="outerHTML">'
+    'Show {next} more</button> <span class="badge s-failed">{remaining} more failed</span></div></td></tr>\n'
 )
 
 
@@ -196,11 +246,22 @@ def items_html(items: list[Item], links: RowLinks, rows_url: RowsUrl, timeline: 
 
 def _more_html(item: MoreRow, rows_url: RowsUrl) -> str:
     shown = min(WINDOW, item.remaining)
+    if item.failures_only:
+        return MORE_FAILURES.format(
+            key=escape(item.parent),
+            skip=item.skip,
+            depth=item.depth,
+            url=escape(rows_url.url),
+            parent=escape(quote(item.parent, safe="")),
+            next=shown,
+            remaining=f"{item.remaining:,}",
+        )
     failed = f' <span class="badge s-failed">{item.failed} failed</span>' if item.failed else ""
     return MORE.format(
         key=escape(item.parent),
         skip=item.skip,
         depth=item.depth,
+        fail=" data-fail" if item.failed else "",
         url=escape(rows_url.url),
         parent=escape(quote(item.parent, safe="")),
         state=escape(rows_url.state_id),

@@ -18,6 +18,12 @@ from dataclasses import dataclass
 
 from executions.console.formatting import duration
 
+# Axis labels: an 11 px monospace character (0.6 em, rounded up), the room between two labels,
+# and the narrowest track they are spaced for on the server (about the track's width at 1024 px;
+# timeline.js hides what would still overlap on a narrower one).
+AXIS_CHAR_PX = 6.8
+AXIS_GAP_PX = 6.0
+AXIS_TRACK_PX = 400.0
 BREAK_MIN_SECONDS = 2.0
 BREAK_MIN_SHARE = 0.2  # of the time still on the linear scale
 MAX_BREAKS = 16  # the longest gaps; shorter ones stay linear
@@ -42,6 +48,44 @@ class Break:
     @property
     def style(self) -> str:
         return f"--l:{self.left:.3f}%;--w:{self.width:.3f}%"
+
+
+@dataclass(frozen=True, slots=True)
+class AxisLabel:
+    """A label of the time axis, centred on ``at`` (% of the track) and kept inside the axis."""
+
+    text: str
+    at: float
+    title: str
+    is_break: bool = False
+
+    @property
+    def style(self) -> str:
+        """The point and the width in characters: the CSS centres it there, clamped to the axis."""
+        return f"--x:{self.at:.3f}%;--n:{len(self.text)}"
+
+    def extent(self, track_px: float) -> tuple[float, float]:
+        """Left and right edge in px on a track ``track_px`` wide, as the CSS places it."""
+        width = len(self.text) * AXIS_CHAR_PX
+        left = min(max(self.at / 100 * track_px - width / 2, 0.0), max(track_px - width, 0.0))
+        return left, left + width
+
+
+def fit_labels(labels: list[AxisLabel], track_px: float = AXIS_TRACK_PX) -> list[AxisLabel]:
+    """The labels that do not overlap, most important first (``labels`` in that order).
+
+    Positions scale with the track and widths do not, so labels apart on a track of
+    ``track_px`` stay apart on any wider one.
+    """
+    kept: list[AxisLabel] = []
+    spans: list[tuple[float, float]] = []
+    for label in labels:
+        left, right = label.extent(track_px)
+        if any(left < b + AXIS_GAP_PX and a < right + AXIS_GAP_PX for a, b in spans):
+            continue
+        kept.append(label)
+        spans.append((left, right))
+    return kept
 
 
 @dataclass(frozen=True)
@@ -75,6 +119,17 @@ class TimeScale:
         left = min(max(self.x(begin), 0.0), 100.0)
         right = min(max(self.x(end), left), 100.0)
         return round(left, 3), round(right - left, 3)
+
+    def axis_labels(self, end_text: str) -> list[AxisLabel]:
+        """ "0", the end, then the breaks, longest first, each only where it overlaps no label
+        kept before it (a break whose label is left out keeps its length in its band's title)."""
+        ticks = [AxisLabel("0", 0.0, "the start"), AxisLabel(end_text, 100.0, "the end of the axis")]
+        gaps = sorted(self.breaks, key=lambda b: b.start - b.end)
+        labels = [
+            AxisLabel(f"≈ {b.hidden}", b.left + b.width / 2, f"{b.hidden} idle, collapsed", is_break=True)
+            for b in gaps
+        ]
+        return fit_labels([*ticks, *labels])
 
     @property
     def background(self) -> str:

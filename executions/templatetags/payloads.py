@@ -16,6 +16,7 @@ register = template.Library()
 register.filter("payload_view", payloads.payload_view)
 register.filter("decoded_json", payloads.decoded_json)
 register.filter("payload_preview", payloads.preview)
+register.filter("detail_times", payloads.detail_times)
 
 
 @register.filter

@@ -21,12 +21,14 @@ from executions.console.permissions import (
     execution_get_for_user,
     require,
 )
-from executions.console.timeline import RowLinks, build_timeline
+from executions.console.timeline import RowLinks, Timeline, build_timeline
 from executions.console.timeline_window import (
+    TOP,
     WINDOW,
     RowsUrl,
     TimelineState,
     expanded_items,
+    failure_items,
     items_html,
     more_items,
     page_items,
@@ -149,13 +151,16 @@ def execution_event(request: HtmxHttpRequest, pk: int, event_id: int) -> HttpRes
 @require(VIEW_EXECUTION)
 def execution_timeline_rows(request: HtmxHttpRequest, pk: int) -> HttpResponse:
     """Timeline rows fetched on demand: a folded context's (``parent``), or the next siblings
-    after the first ``skip`` under ``parent`` (a "more" row; ``-`` for the top level)."""
+    after the first ``skip`` under ``parent`` (a "more" row; ``-`` for the top level); with
+    ``failures``, the rows "Failures only" shows, rendered on the page or not."""
     execution = execution_get_for_user(request.user, pk)
     data = cq.execution_detail_data(execution)
     timeline = build_timeline(data, clock.now())
     state = TimelineState.from_query(request.GET)
     parent = request.GET.get("parent", "")
     skip = parse_int(request.GET.get("skip"))
+    if request.GET.get("failures"):
+        return _failure_rows(request, execution, data, timeline, parent or TOP, skip)
     if skip:
         items = more_items(data, timeline, state, parent, skip)
         state = state.showing(parent, skip + WINDOW)
@@ -171,6 +176,26 @@ def execution_timeline_rows(request: HtmxHttpRequest, pk: int) -> HttpResponse:
         **state_context(state, rows_url),
     }
     return render(request, "executions/detail.html#timeline-rows-response", context)
+
+
+def _failure_rows(
+    request: HtmxHttpRequest,
+    execution: Execution,
+    data: cq.DetailData,
+    timeline: Timeline,
+    parent: str,
+    skip: int,
+) -> HttpResponse:
+    """The failures-only view's rows (timeline_window.failure_items); "No operation failed." if none."""
+    can_complete = allowed(request.user, COMPLETE_CALLBACK) and not execution.is_terminal
+    links = RowLinks.for_execution(execution, can_complete=can_complete)
+    items = failure_items(data, timeline, parent, skip)
+    context = {
+        "execution": execution,
+        "timeline_rows": items_html(items, links, RowsUrl.for_execution(execution.pk), timeline),
+        "no_failures": not items and parent == TOP and not skip,
+    }
+    return render(request, "executions/detail.html#timeline-failure-rows", context)
 
 
 def _history(request: HtmxHttpRequest, execution: Execution) -> dict[str, Any]:
