@@ -1,6 +1,7 @@
 """Feedback and access in the console, measured in headless Chromium on a phone-sized screen:
-times in the browser's zone, badge contrast in both themes, no sideways scroll at 390 px, the
-htmx progress bar, live rows that leave the filter, chip counts and status announcements.
+times in the browser's zone, badge and link contrast in both themes, no sideways scroll at 390 px
+(list, execution, function, compare, attempts, side panel, faults; the faults page at 1440 px too),
+the htmx progress bar, live rows that leave the filter, chip counts and status announcements.
 
 One flow on one console server (each server costs seconds); nothing is mocked.
 """
@@ -42,6 +43,29 @@ BADGE_CONTRAST = """() => {
 }"""
 
 
+# Links (text ones: not buttons, chips or the timeline's invocation marks) under 4.5:1 against the
+# first opaque background behind them: a notice's, a selected row's, the page's.
+LOW_CONTRAST_LINKS = """() => {
+  const rgba = (text) => text.match(/[\\d.]+/g).map(Number);
+  const channel = (c) => { c /= 255; return c <= 0.03928 ? c / 12.92 : ((c + 0.055) / 1.055) ** 2.4; };
+  const luminance = ([r, g, b]) => 0.2126 * channel(r) + 0.7152 * channel(g) + 0.0722 * channel(b);
+  const behind = (el) => {
+    for (let node = el; node; node = node.parentElement) {
+      const bg = rgba(getComputedStyle(node).backgroundColor);
+      if (bg.length === 3 || bg[3] === 1) return bg;
+    }
+    return [255, 255, 255];
+  };
+  const links = Array.from(document.querySelectorAll("a:not(.btn, .chip, .brand, .stat, .inv-mark)"))
+    .filter((el) => el.getClientRects().length && getComputedStyle(el).visibility !== "hidden");
+  return links.map((el) => {
+    const [a, b] = [luminance(rgba(getComputedStyle(el).color)), luminance(behind(el))];
+    const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05);
+    return { link: el.textContent.trim().slice(0, 40), ratio };
+  }).filter((link) => link.ratio < 4.5);
+}"""
+
+
 def parked_on_its_callback(document_id: str) -> Execution:
     execution = start("document-approval", {"document_id": document_id})
     wait_until(
@@ -62,9 +86,21 @@ def badges_readable(page: Any, where: str) -> None:
     page.emulate_media(color_scheme="light")
 
 
-def no_sideways_scroll(page: Any, where: str) -> None:
-    width = page.evaluate("document.scrollingElement.scrollWidth")
-    assert width <= PHONE["width"], f"{where} is {width} px wide at {PHONE['width']} px"
+def links_readable(page: Any, where: str) -> None:
+    for scheme in ("light", "dark"):
+        page.emulate_media(color_scheme=scheme)
+        low = page.evaluate(LOW_CONTRAST_LINKS)
+        assert not low, f"{where}, {scheme} theme: {low}"
+    page.emulate_media(color_scheme="light")
+
+
+def no_sideways_scroll(page: Any, where: str, width: int = PHONE["width"]) -> None:
+    wide = page.evaluate("document.scrollingElement.scrollWidth")
+    assert wide <= width, f"{where} is {wide} px wide at {width} px"
+
+
+def width_of(page: Any, selector: str) -> float:
+    return float(page.locator(selector).first.evaluate("(el) => el.getBoundingClientRect().width"))
 
 
 def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
@@ -75,6 +111,17 @@ def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
     server = live_console
     register_demo_functions()
     get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
+    # A step that fails twice, for the attempts page and the redrive form's notice: it fails while
+    # the others park and the browser starts (failed before the RUNNING chip's count is read).
+    failing = start(
+        "booking",
+        {
+            "booking_id": "feedback-3",
+            "max_attempts": 2,
+            "retry_delay_seconds": 1,
+            "faults": {"booking.reserve_room": 50},
+        },
+    )
     kept, stopped = parked_on_its_callback("feedback-1"), parked_on_its_callback("feedback-2")
 
     context = chromium.new_context(viewport=PHONE, timezone_id=ZONE)
@@ -93,6 +140,10 @@ def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
     )
     no_sideways_scroll(page, "the execution list")
     badges_readable(page, "the execution list")  # the chips carry a badge of every status
+
+    wait_until(
+        lambda: Execution.objects.get(pk=failing.pk).status == "FAILED", timeout=30, message="no failure"
+    )
 
     # Every htmx request shows the progress bar: hold the chip's request to look at it.
     held: list[Any] = []
@@ -120,6 +171,7 @@ def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
     other.fill("textarea[name=reason]", "Feedback test")
     other.click("#confirm-stop")
     other.wait_for_selector("#execution-status:has-text('STOPPED')")
+    other.close()  # a page behind another gets one animation frame a second: Playwright's checks crawl
     row = page.locator(f"#execution-row-{stopped.pk}")
     expect(row).to_have_class(re.compile(r"\bunmatched\b"))
     expect(row.locator("[data-testid=unmatched-note]")).to_have_text(
@@ -139,6 +191,7 @@ def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
     boxes = page.locator("input[data-select]").count()
     expect(page.locator("[data-selected-count]")).to_have_text(str(boxes))
     expect(page.locator("#bulk-stop")).to_be_enabled()
+    links_readable(page, "the list with its rows selected")
 
     # The detail page on the phone: no sideways scroll, readable badges, times localized.
     page.goto(server.at(f"/executions/{kept.pk}/"))
@@ -146,4 +199,36 @@ def test_phone_list_and_detail_times_contrast_progress_and_live_feedback(
     expect(page.locator("[data-testid=execution-header] time[data-local]").first).to_have_text(local)
     no_sideways_scroll(page, "the execution page")
     badges_readable(page, "the execution page")
+    # The timeline's bars get the panel's width (squeezed into a 4th column they were ~20 px).
+    assert width_of(page, "table.timeline tbody tr[data-depth] .track") >= 250
+
+    # The other wide pages on the phone: tables scroll inside their own frames, not the page.
+    page.goto(server.at("/functions/document-approval/"))
+    page.keyboard.press("Tab")  # the skip link, shown on focus
+    expect(page.locator(".skip-link")).to_be_focused()
+    links_readable(page, "the function page with the skip link shown")
+    no_sideways_scroll(page, "the function page")
+    page.goto(server.at(f"/executions/{kept.pk}/compare/?with={stopped.pk}"))
+    expect(page.locator("[data-testid=diff-table]").first).to_be_visible()
+    no_sideways_scroll(page, "the compare page")
+    step = failing.operations.get(name="reserve-room").operation_id
+    page.goto(server.at(f"/executions/{failing.pk}/steps/{step}/attempts/"))
+    expect(page.locator("[data-testid=attempt-diff]")).to_have_count(1)
+    no_sideways_scroll(page, "the attempts page")
+    assert width_of(page, "td.attempt-text") >= 250  # the error under its attempt, not a narrow column
+    page.goto(server.at(f"/executions/{failing.pk}/operations/{step}/"))
+    no_sideways_scroll(page, "the operation panel")
+    assert width_of(page, "[data-testid=panel-attempt] td:last-child") >= 250  # was one letter a line
+    page.goto(server.at(f"/executions/{failing.pk}/redrive/"))
+    links_readable(page, "the redrive form and its notice")
+    page.goto(server.at("/faults/"))
+    no_sideways_scroll(page, "the faults page")
+
+    # The faults page on a desktop: every card holds its table, so no button sits under the next
+    # card (a trial click fails when another element would receive it).
+    page.set_viewport_size({"width": 1440, "height": 900})
+    no_sideways_scroll(page, "the faults page", width=1440)
+    for card in page.locator("section.panel:has([data-testid=fault-off])").all():
+        button = card.locator("[data-testid=fault-off]").last
+        button.click(trial=True)
     context.close()
