@@ -15,7 +15,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
+from botocore.config import Config
 
 from executions.engine.functions import function_register
 from executions.models import Execution, HistoryEvent, Invocation, InvocationOutcome
@@ -52,12 +54,28 @@ def healthy(url: str) -> bool:
         return response.status == 200
 
 
-def describe(var_dir: Path, arn: str) -> dict[str, Any]:
-    return json.loads(ok(cli(var_dir, "durable", "describe", arn)))["Execution"]
+def api(var_dir: Path, url: str) -> Any:
+    """A boto3 Lambda client on the server, with the key demo-setup wrote (as README's quick
+    start): polling through it costs milliseconds, where each CLI call is a Django start-up."""
+    key = json.loads((var_dir / "dev-access-key.json").read_text())
+    return boto3.client(
+        "lambda",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id=key["AccessKeyId"],
+        aws_secret_access_key=key["SecretAccessKey"],
+        config=Config(retries={"total_max_attempts": 1}),
+    )
 
 
-def invocation_error_types(var_dir: Path, arn: str) -> list[str]:
-    events = json.loads(ok(cli(var_dir, "durable", "history", arn)))["Events"]
+def start(client: Any, function: str, payload: Any = None) -> str:
+    body = json.dumps(payload if payload is not None else {}).encode()
+    response = client.invoke(FunctionName=function, InvocationType="Event", Payload=body)
+    return str(response["DurableExecutionArn"])
+
+
+def invocation_error_types(client: Any, arn: str) -> list[str]:
+    events = client.get_durable_execution_history(DurableExecutionArn=arn)["Events"]
     return [
         event["InvocationCompletedDetails"]["Error"]["Payload"]["ErrorType"]
         for event in events
@@ -65,9 +83,9 @@ def invocation_error_types(var_dir: Path, arn: str) -> list[str]:
     ]
 
 
-def ended(var_dir: Path, arn: str, timeout: float = 60) -> dict[str, Any]:
+def ended(client: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
     return wait_until(
-        lambda: (e := describe(var_dir, arn))["Status"] != "RUNNING" and e,
+        lambda: (e := client.get_durable_execution(DurableExecutionArn=arn))["Status"] != "RUNNING" and e,
         timeout=timeout,
         message=f"{arn} did not end",
     )
@@ -78,7 +96,8 @@ def test_embedded_server_outlives_hung_handlers(
     tmp_path: Path, spawn_process: Callable[..., SpawnedProcess]
 ) -> None:
     url = serve(tmp_path, spawn_process)
-    sleepers = [ok(cli(tmp_path, "durable", "start", "sleeper")).strip() for _ in range(6)]
+    client = api(tmp_path, url)
+    sleepers = [start(client, "sleeper") for _ in range(6)]
     began = time.monotonic()
     order = ok(
         cli(
@@ -89,10 +108,10 @@ def test_embedded_server_outlives_hung_handlers(
     assert time.monotonic() - began < 10
     assert healthy(url)
     for arn in sleepers:
-        execution = ended(tmp_path, arn)
+        execution = ended(client, arn)
         assert execution["Status"] == "FAILED"
         assert execution["Error"]["ErrorType"] == "Sandbox.Timedout"
-        assert invocation_error_types(tmp_path, arn) == ["Sandbox.Timedout", "Sandbox.Timedout"]
+        assert invocation_error_types(client, arn) == ["Sandbox.Timedout", "Sandbox.Timedout"]
 
 
 @pytest.mark.e2e
@@ -100,10 +119,9 @@ def test_embedded_server_outlives_a_crashing_handler(
     tmp_path: Path, spawn_process: Callable[..., SpawnedProcess]
 ) -> None:
     url = serve(tmp_path, spawn_process)
+    client = api(tmp_path, url)
     marker = tmp_path / "crashed"
-    arn = ok(
-        cli(tmp_path, "durable", "start", "crash-once", "--input", json.dumps({"marker": str(marker)}))
-    ).strip()
+    arn = start(client, "crash-once", {"marker": str(marker)})
     wait_until(marker.exists, timeout=30, message="the handler never ran")
     assert healthy(url)
     order = ok(
@@ -112,10 +130,10 @@ def test_embedded_server_outlives_a_crashing_handler(
         )
     )
     assert json.loads(order)["Status"] == "SUCCEEDED"
-    execution = ended(tmp_path, arn)
+    execution = ended(client, arn)
     assert execution["Status"] == "SUCCEEDED"
     assert json.loads(execution["Result"]) == "survived"
-    assert invocation_error_types(tmp_path, arn) == ["Runtime.ExitError"]
+    assert invocation_error_types(client, arn) == ["Runtime.ExitError"]
     assert healthy(url)
 
 
