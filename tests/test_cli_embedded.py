@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -39,19 +39,33 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-@pytest.fixture
-def embedded_server(tmp_path: Path, spawn_process: Callable[..., SpawnedProcess]) -> Path:
-    ok(cli(tmp_path, "migrate", "--noinput"))
-    setup = ok(cli(tmp_path, "durable", "demo-setup"))
+@pytest.fixture(scope="module")
+def embedded_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One `make run`-like server for the module's tests (each starts executions of its own):
+    set up and started once, as its start-up is most of what these tests would cost."""
+    var_dir = tmp_path_factory.mktemp("embedded")
+    ok(cli(var_dir, "migrate", "--noinput"))
+    setup = ok(cli(var_dir, "durable", "demo-setup"))
     assert "Login: admin / " in setup
     port = free_port()
-    server = spawn_process(
-        [sys.executable, "manage.py", "durable", "serve", "--port", str(port)],
-        env={**EMBEDDED, "DURABLE_VAR_DIR": str(tmp_path)},
-        name="serve",
-    )
-    server.wait_for_log(f"http://127.0.0.1:{port}/", timeout=30)
-    return tmp_path
+    argv = [sys.executable, "manage.py", "durable", "serve", "--port", str(port)]
+    log_path = var_dir / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            argv,
+            cwd=REPO_ROOT,
+            env=child_process_env({**EMBEDDED, "DURABLE_VAR_DIR": str(var_dir)}),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    server = SpawnedProcess("serve", argv, log_path, process)
+    try:
+        server.wait_for_log(f"http://127.0.0.1:{port}/", timeout=30)
+        yield var_dir
+    finally:
+        server.stop()
 
 
 def test_cli_drives_the_embedded_server(embedded_server: Path) -> None:
