@@ -7,6 +7,7 @@ exactly as a user's handler would.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Iterator
@@ -17,6 +18,7 @@ from aws_durable_execution_sdk_python import CallbackTimeoutError, DurableContex
 from aws_durable_execution_sdk_python.config import CallbackConfig, Duration, WaitForCallbackConfig
 from aws_durable_execution_sdk_python.retries import RetryStrategyConfig, create_retry_strategy
 from django.contrib.auth import get_user_model
+from django.contrib.auth.hashers import make_password
 from django.contrib.auth.models import AbstractBaseUser, Group
 from django.core import mail
 
@@ -47,11 +49,20 @@ class Cast:
     outsider: AbstractBaseUser  # no group at all
 
 
+@functools.cache
+def password_hash(password: str) -> str:
+    """Hashed once per test process: PBKDF2 costs ~0.25 s a password, seven per cast. The
+    hash is a real one, so a console server process logs these users in as any other."""
+    return make_password(password)
+
+
 def make_cast() -> Cast:
     users = get_user_model().objects
 
     def person(name: str, *groups: str) -> AbstractBaseUser:
-        user = users.create_user(name, email=f"{name}@example.com", password="pw-" + name)
+        user = users.create_user(name, email=f"{name}@example.com")
+        user.password = password_hash("pw-" + name)
+        user.save(update_fields=["password"])
         for group in groups:
             user.groups.add(Group.objects.get_or_create(name=group)[0])
         return user
