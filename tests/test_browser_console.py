@@ -167,10 +167,15 @@ def test_screenshots_of_home_list_and_registry(console: tuple[LiveConsole, Any])
     )
     page.goto(server.at("/"))
     page.wait_for_selector("text=Waiting on people")
+    # The board and counts cached before the approval parked are fetched again once fresh.
+    page.wait_for_selector('[data-testid=waiting-count] >> text="1"', timeout=20_000)
+    page.wait_for_selector('[data-testid=count-SUCCEEDED] >> text="3"', timeout=20_000)
     screenshot(page, "home")
     page.goto(server.at("/executions/"))
     page.wait_for_selector("[data-testid=execution-row]")
     assert page.locator("[data-testid=execution-row]").count() >= 4
+    # Counts cached before these executions ended are fetched again once fresh ones are there.
+    page.wait_for_selector('[data-testid=chip-count-SUCCEEDED] >> text="3"', timeout=20_000)
     screenshot(page, "list")
     page.goto(server.at("/functions/"))
     page.wait_for_selector("[data-testid=function-row]")

@@ -304,7 +304,11 @@ def check_metrics(stack: Stack, web: SpawnedProcess, api: Any) -> None:
     samples = scrape(stack)
     executions = stack.db.value("SELECT count(*) FROM executions_execution")  # chained children too
     succeeded = stack.db.value("SELECT count(*) FROM executions_execution WHERE status = 'SUCCEEDED'")
-    assert succeeded == executions - 1  # all but the approval, which waits for its reviewer
+    statuses = stack.db.rows(
+        "SELECT f.name, e.status, e.parent_id IS NOT NULL FROM executions_execution e"
+        " JOIN executions_function f ON f.id = e.function_id ORDER BY e.id"
+    )
+    assert succeeded == executions - 1, statuses  # all but the approval, which waits for its reviewer
 
     started = {labels["function"]: v for labels, v in samples["durable_executions_started_total"]}
     by_function = stack.db.rows(
