@@ -52,7 +52,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlencode
 
 from django.db import DEFAULT_DB_ALIAS, connections, models
-from django.db.models import Count, Func, IntegerField, Max, OuterRef, Q, QuerySet, Subquery
+from django.db.models import Count, Func, IntegerField, Max, Q, QuerySet
 from django.db.models.base import ModelState
 from django.http import QueryDict
 from django.utils import timezone
@@ -67,6 +67,7 @@ from executions.models import (
     Operation,
 )
 from executions.queries.cache import Cached, Wanted
+from executions.queries.current_step import wait_for_callback_group_name
 from executions.queries.text_search import TRIGRAM_MIN_LENGTH
 from executions.vocabulary import ACTIVE_EXECUTION_STATUSES, OperationStatus, OperationType
 
@@ -745,16 +746,7 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
     negative when a deadline passed and its timer has not fired yet).
     """
     now = now or clock.now()
-    group_name = (
-        Operation.objects.filter(
-            execution_id=OuterRef("execution_id"),
-            operation_id=OuterRef("parent_id"),
-            type=OperationType.CONTEXT,
-            sub_type="WaitForCallback",
-        )
-        .order_by()
-        .values("name")[:1]
-    )
+    group_name = wait_for_callback_group_name()
     callbacks = (
         Operation.objects.filter(
             type=OperationType.CALLBACK,
@@ -763,7 +755,7 @@ def waiting_on_people(*, limit: int = 100, now: datetime.datetime | None = None)
         )
         .select_related("execution__function")
         .only(*WAITING_FIELDS)
-        .annotate(group_name=Subquery(group_name))
+        .annotate(group_name=group_name)
         .order_by("started_at", "id")[: max(0, limit)]
     )
     waiting = []

@@ -104,7 +104,7 @@ def current_steps(executions: Sequence[Execution]) -> dict[int, CurrentStep]:
         .annotate(
             approval_title=F("approval_request__title"),
             verification_id=F("email_verification__id"),
-            group_name=_group_name(),
+            group_name=wait_for_callback_group_name(),
             # Only open operations have company in flight; a finished one is not counted.
             in_flight=Case(
                 When(status__in=OPEN_OPERATION_STATUSES, then=_open_count()),
@@ -134,7 +134,7 @@ def _newest(statuses: Sequence[str]) -> Subquery:
     )
 
 
-def _group_name() -> Subquery:
+def wait_for_callback_group_name() -> Subquery:
     """The name of the ``wait_for_callback`` group around a callback (named "<name> create callback id")."""
     return Subquery(
         Operation.objects.filter(
