@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from django.contrib.auth import get_user_model
 
 from tests.conftest import REPO_ROOT, SpawnedProcess
 from tests.polling import wait_until
@@ -119,3 +120,17 @@ def log_in(page: Any, console: LiveConsole, username: str, password: str) -> Non
     page.fill("input[name=password]", password)
     page.click("button[type=submit], input[type=submit]")
     page.wait_for_url(lambda url: "/accounts/login/" not in url)
+
+
+ADMIN_PASSWORD = "browser-test-password"
+
+
+@pytest.fixture
+def console(live_console: LiveConsole, page: Any) -> Iterator[tuple[LiveConsole, Any]]:
+    """A console server with the demo functions, and a page logged in as a superuser."""
+    from durable_console.bootstrap import register_demo_functions
+
+    register_demo_functions()
+    get_user_model().objects.create_superuser("admin", "admin@example.com", ADMIN_PASSWORD)
+    log_in(page, live_console, "admin", ADMIN_PASSWORD)
+    yield live_console, page

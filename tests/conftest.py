@@ -288,4 +288,4 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
 
 
 # Browser fixtures are defined once here, so the session-wide Chromium is shared by every module.
-from tests.browser_support import chromium, live_console, page  # noqa: E402, F401
+from tests.browser_support import chromium, console, live_console, page  # noqa: E402, F401

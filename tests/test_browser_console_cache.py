@@ -3,29 +3,16 @@ again, so a change nobody pushed still reaches the screen (executions/queries/ca
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from durable_console.bootstrap import register_demo_functions
 from executions.models import Execution, Operation
-from tests.browser_support import LiveConsole, log_in
+from tests.browser_support import LiveConsole
 from tests.engine_driver import start
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-test-password"
-
-
-@pytest.fixture
-def console(live_console: LiveConsole, page: Any) -> Iterator[tuple[LiveConsole, Any]]:
-    register_demo_functions()
-    get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
-    log_in(page, live_console, "admin", PASSWORD)
-    yield live_console, page
 
 
 def count_shows(status: str, value: int) -> str:

@@ -9,30 +9,17 @@ decoded result in the side panel (issue 12, items 1 and 2).
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from django.contrib.auth import get_user_model
 
-from durable_console.bootstrap import register_demo_functions
 from examples.switches import fault_switch_set
 from executions.models import Execution, Operation
-from tests.browser_support import LiveConsole, log_in, screenshot
+from tests.browser_support import LiveConsole, screenshot
 from tests.engine_driver import start
 from tests.polling import wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
-
-PASSWORD = "browser-test-password"
-
-
-@pytest.fixture
-def console(live_console: LiveConsole, page: Any) -> Iterator[tuple[LiveConsole, Any]]:
-    register_demo_functions()
-    get_user_model().objects.create_superuser("admin", "admin@example.com", PASSWORD)
-    log_in(page, live_console, "admin", PASSWORD)
-    yield live_console, page
 
 
 def status(execution: Execution) -> str:
