@@ -19,6 +19,7 @@ from executions.engine.chained import (
     plain_invoke_claim,
     plain_invoke_complete,
     plain_invoke_recover,
+    plain_invoke_renew,
 )
 from executions.engine.checkpoint import checkpoint, get_state
 from executions.engine.functions import function_register
@@ -99,6 +100,7 @@ __all__ = [
     "plain_invoke_claim",
     "plain_invoke_complete",
     "plain_invoke_recover",
+    "plain_invoke_renew",
     "redrive_interrupted_operations",
     "redrive_preview",
     "timers_fire_batch",

@@ -27,3 +27,17 @@ def slow_steps(event: dict[str, Any], context: DurableContext) -> list[str]:
     done.append(context.step(slow, name="slow", config=config))
     done.append(context.step(lambda _: "last", name="last"))
     return done
+
+
+@durable_execution
+def calls_slow_plain(event: dict[str, Any], context: DurableContext) -> Any:
+    """Invokes the plain ``slow-plain`` function with its own input."""
+    return context.invoke("slow-plain", event, name="call-slow-plain")
+
+
+def slow_plain(event: dict[str, Any], context: Any) -> str:
+    """A plain (non-durable) target that takes ``sleep`` seconds."""
+    record("e2e", "plain-started", event["key"])
+    time.sleep(float(event["sleep"]))
+    record("e2e", "plain-finished", event["key"])
+    return "done"

@@ -30,7 +30,9 @@ class InProcessRunner:
         # ``cancel`` is not honoured: nothing can stop a handler on the calling thread.
         return SandboxRun(self.runtime.run_durable(invocation, limits), None, os.getpid(), None)
 
-    def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun:
+    def run_plain(
+        self, call: PlainCall, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
         return SandboxRun(self.runtime.run_plain(call, limits), None, os.getpid(), None)
 
     def close(self) -> None:

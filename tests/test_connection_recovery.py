@@ -11,7 +11,9 @@ pin down each piece on its own:
   invocation begins, and units run with ``db_retry.call_verified``: ledger
   writes, plain-invoke claims);
 - the lease renewer stops the handler (its sandbox child is killed, nothing is
-  recorded) when the lease is taken, or when it cannot renew before expiry.
+  recorded) when the lease is taken, or when it cannot renew before expiry;
+- a plain chained call's claim is renewed the same way: a call longer than the
+  lease completes, and one whose claim was recovered meanwhile is stopped.
 """
 
 from __future__ import annotations
@@ -32,11 +34,11 @@ from examples.models import LedgerEntry
 from executions import services
 from executions.engine import checkpoint as checkpoint_service
 from executions.engine import db_retry
-from executions.models import Execution, HistoryEvent, Invocation
+from executions.models import Execution, HistoryEvent, Invocation, Operation
 from executions.workers import handler_db
 from executions.workers.invoker import Invoker, SandboxRunner
 from executions.workers.sandbox import close_shared_pool
-from tests.e2e_handlers import slow_steps
+from tests.e2e_handlers import calls_slow_plain, slow_plain, slow_steps
 from tests.engine_driver import register, start
 from tests.polling import wait_until
 
@@ -268,3 +270,76 @@ def test_a_renewer_rides_out_a_dropped_connection(
     )
     assert slow_invocation["worker"].is_alive()  # the handler goes on
     assert not killed_sandbox_pids(caplog)
+
+
+# --- a plain call's claim ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def slow_plain_call() -> Iterator[dict[str, Any]]:
+    """Starts a plain call of ``sleep`` seconds in a real sandbox child; the test waits for it."""
+    invoker = Invoker("plain-claim-test-worker", SandboxRunner())
+    threads: list[threading.Thread] = []
+
+    def call(key: str, sleep: float) -> Operation:
+        register("slow-plain", slow_plain, durable=False)
+        register("calls-slow-plain", calls_slow_plain)
+        execution = start("calls-slow-plain", {"key": key, "sleep": sleep})
+        invoker.run_execution(execution.pk)  # the caller runs until it waits on the invoke
+        op = Operation.objects.get(execution=execution, type="CHAINED_INVOKE")
+        worker = threading.Thread(
+            target=invoker.run_plain_invoke, args=(execution.pk, op.operation_id), daemon=True
+        )
+        worker.start()
+        threads.append(worker)
+        wait_until(lambda: ledger.count("e2e", "plain-started", key), timeout=60, message="the plain call")
+        return op
+
+    with override_settings(DURABLE_LEASE_SECONDS=LEASE_SECONDS):
+        try:
+            yield {"call": call, "threads": threads}
+        finally:
+            for worker in threads:
+                worker.join(timeout=30)
+            invoker.close()
+            close_shared_pool()
+            ledger.close()
+
+
+def test_a_plain_call_longer_than_the_lease_keeps_its_claim_and_completes(
+    slow_plain_call: dict[str, Any],
+) -> None:
+    op = slow_plain_call["call"]("renewed", LEASE_SECONDS * 2.5)
+    first_expiry = Operation.objects.get(pk=op.pk).invoke_claim_expires_at
+    wait_until(
+        lambda: Operation.objects.get(pk=op.pk).invoke_claim_expires_at > first_expiry,
+        timeout=LEASE_SECONDS * 2,
+        message="a renewal of the claim",
+    )
+    (worker,) = slow_plain_call["threads"]
+    worker.join(timeout=30)
+    op.refresh_from_db()
+    assert (op.status, op.result) == ("SUCCEEDED", '"done"')
+    assert services.plain_invoke_recover(op.execution_id, op.operation_id) is False
+
+
+def test_a_plain_call_whose_claim_was_recovered_is_stopped_and_records_nothing(
+    slow_plain_call: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING)
+    op = slow_plain_call["call"]("recovered", 60)
+    # The scheduler found the claim expired (this worker looked dead) and failed the call.
+    Operation.objects.filter(pk=op.pk).update(
+        invoke_claim_expires_at=Operation.objects.get(pk=op.pk).started_at
+    )
+    assert services.plain_invoke_recover(op.execution_id, op.operation_id) is True
+
+    (worker,) = slow_plain_call["threads"]
+    wait_until(lambda: not worker.is_alive(), timeout=10, message="the invoker to stop the call")
+    (pid,) = killed_sandbox_pids(caplog)
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)  # the child calling the target is gone
+    op.refresh_from_db()
+    assert op.status == "FAILED" and op.error["ErrorType"] == "Runtime.ExitError"
+    assert ledger.count("e2e", "plain-finished", "recovered") == 0
+    assert any("its claim was lost" in record.getMessage() for record in caplog.records)

@@ -32,14 +32,13 @@ from executions.engine import checkpoint as checkpoint_service
 from executions.engine import rows
 from executions.engine.db_retry import Transient, classify, retry_transient
 from executions.engine.errors import InvalidParameterValue, ResourceConflict
-from executions.models import Execution, FunctionVersion, HistoryEvent, Invocation, Operation
+from executions.models import Execution, HistoryEvent, Invocation, Operation
 from executions.workers import scheduler
 from tests.engine_driver import engine_driver, refreshed, register, start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 LEASE_SECONDS = 30
-TARGET_TIMEOUT_SECONDS = 60
 
 
 # --- injecting transient errors ------------------------------------------------------
@@ -173,9 +172,6 @@ def plain_invoke_functions() -> Iterator[None]:
     ARM_ON_CALL.clear()
     register("fault-target", fault_target, durable=False)
     register("fault-caller", fault_caller)
-    FunctionVersion.objects.filter(function__name="fault-target").update(
-        timeout_seconds=TARGET_TIMEOUT_SECONDS
-    )
     yield
     ARM_ON_CALL.clear()
 
@@ -225,10 +221,14 @@ def test_a_plain_call_whose_worker_died_fails_at_claim_expiry_and_is_not_called_
         execution = start("fault-caller", {"n": 1})
         driver.invoker.run_execution(execution.pk)  # the handler runs until it waits on the invoke
         op = invoke_op(execution)
-        claimed = services.plain_invoke_claim(execution.pk, op.operation_id)  # this worker then dies
+        claimed = services.plain_invoke_claim(execution.pk, op.operation_id)
         assert claimed is not None
-        expires = driver.clock.now() + datetime.timedelta(seconds=TARGET_TIMEOUT_SECONDS + LEASE_SECONDS)
-        assert claimed.invoke_claim_expires_at == expires
+        lease = datetime.timedelta(seconds=LEASE_SECONDS)
+        assert claimed.invoke_claim_expires_at == driver.clock.now() + lease  # not the target's Timeout
+        driver.clock.advance(LEASE_SECONDS - 1)
+        assert services.plain_invoke_renew(execution.pk, op.operation_id)  # the worker renews it once,
+        expires = driver.clock.now() + lease  # then dies
+        assert invoke_op(execution).invoke_claim_expires_at == expires
         driver.settle()  # the hint finds the call claimed; nothing is due yet
         assert invoke_op(execution).status == "STARTED"
 
@@ -240,6 +240,7 @@ def test_a_plain_call_whose_worker_died_fails_at_claim_expiry_and_is_not_called_
         driver.run_until(lambda: refreshed(execution).is_terminal)
 
         services.plain_invoke_complete(execution.pk, op.operation_id, result='"late"')  # a zombie: ignored
+        assert not services.plain_invoke_renew(execution.pk, op.operation_id)  # its renewer stops it
     execution = refreshed(execution)
     op = invoke_op(execution)
     assert CALLS == []  # never called: at most once
@@ -262,26 +263,14 @@ def test_a_recorded_outcome_is_not_recovered_and_a_claim_is_taken_once() -> None
         assert services.plain_invoke_claim(execution.pk, op.operation_id) is None
         services.plain_invoke_complete(execution.pk, op.operation_id, result='{"doubled": 4}')
         services.plain_invoke_complete(execution.pk, op.operation_id, result='"again"')  # a retried commit
-        driver.clock.advance(TARGET_TIMEOUT_SECONDS + LEASE_SECONDS + 1)
+        assert not services.plain_invoke_renew(execution.pk, op.operation_id)  # the outcome ended it
+        driver.clock.advance(LEASE_SECONDS + 1)
         assert services.plain_invoke_recover(execution.pk, op.operation_id) is False
         driver.run_until(lambda: refreshed(execution).is_terminal)
     execution = refreshed(execution)
     assert json.loads(execution.result) == {"result": {"doubled": 4}}
     assert event_count(execution, "ChainedInvokeSucceeded") == 1
     assert event_count(execution, "ChainedInvokeFailed") == 0
-
-
-def test_a_claim_on_a_target_that_no_longer_resolves_expires_after_the_default_timeout() -> None:
-    with engine_driver() as driver:
-        execution = start("fault-caller", {"n": 3})
-        driver.invoker.run_execution(execution.pk)
-        op = invoke_op(execution)
-        Operation.objects.filter(pk=op.pk).update(invoke_function_name="fault-target-removed")
-        claimed = services.plain_invoke_claim(execution.pk, op.operation_id)
-    assert claimed is not None
-    assert claimed.invoke_claim_expires_at == driver.clock.now() + datetime.timedelta(
-        seconds=300 + LEASE_SECONDS
-    )
 
 
 # --- checkpoint and invocation_finish under a locked database ------------------------------

@@ -12,17 +12,12 @@ from django.db import transaction
 from executions.engine import clock
 from executions.engine.changes import ChangeSet
 from executions.engine.db_retry import retry_transient
-from executions.engine.errors import (
-    ServiceError,
-)
-from executions.engine.functions import function_resolve, limits_for_version
 from executions.engine.invocations import MAX_CHILD_RESULT_BYTES, lock_execution_by_pk
 from executions.engine.transitions import (
     commit_changes,
     complete_chained_invoke,
 )
 from executions.models import (
-    DEFAULT_FUNCTION_TIMEOUT_SECONDS,
     Execution,
     Operation,
 )
@@ -31,11 +26,11 @@ from executions.vocabulary import OperationStatus, OperationType
 # --- plain chained invokes ------------------------------------------------------------------
 #
 # A plain (non-durable) target is called at most once: a worker claims the call
-# (compare-and-set on ``invoke_dispatch_pending``), calls the target, and records
-# the outcome. If that worker dies after its claim, nobody can tell whether the
-# target ran, so the call is not made again: once the claim expires (the
-# target's Timeout plus a lease), the scheduler fails the operation with
-# Runtime.ExitError and the handler sees an InvokeError it can handle.
+# (compare-and-set on ``invoke_dispatch_pending``), calls the target while it renews
+# the claim like an invocation's lease, and records the outcome. If that worker dies
+# after its claim, nobody can tell whether the target ran, so the call is not made
+# again: once the claim expires (a lease after the last renewal), the scheduler fails
+# the operation with Runtime.ExitError and the handler sees an InvokeError it can handle.
 
 PLAIN_CALL_LOST_MESSAGE = (
     "The worker calling {function} stopped before recording the outcome; the call may or may not have run"
@@ -46,8 +41,9 @@ PLAIN_CALL_LOST_MESSAGE = (
 def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None:
     """Claim a plain target's single call, or None if it was claimed already.
 
-    The claim expires after the target's Timeout plus ``DURABLE_LEASE_SECONDS``;
-    ``plain_invoke_recover`` ends the operation after that. A retry after a COMMIT
+    The claim lasts ``DURABLE_LEASE_SECONDS`` and the caller renews it while the target
+    runs (``plain_invoke_renew``); ``plain_invoke_recover`` ends the operation once it
+    expired, so a dead worker's call fails within a lease. A retry after a COMMIT
     that went through finds the call claimed and returns None: the target is not
     called, and the operation fails at claim expiry (at most once, never twice).
     """
@@ -60,8 +56,7 @@ def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None
         ).first()
         if op is None:
             return None
-        seconds = _plain_call_seconds(op.invoke_function_name) + settings.DURABLE_LEASE_SECONDS
-        expires = clock.now() + datetime.timedelta(seconds=seconds)
+        expires = _claim_expiry()
         claimed = Operation.objects.filter(
             pk=op.pk, invoke_dispatch_pending=True, status=OperationStatus.STARTED
         ).update(invoke_dispatch_pending=False, invoke_claim_expires_at=expires)
@@ -72,13 +67,27 @@ def plain_invoke_claim(execution_id: int, operation_id: str) -> Operation | None
         return op
 
 
-def _plain_call_seconds(reference: str) -> int:
-    """The target's Timeout: how long a live worker may take to call it."""
-    try:
-        function, _qualifier = function_resolve(reference)
-    except ServiceError:  # gone since the invoke started: the worker fails fast anyway
-        return DEFAULT_FUNCTION_TIMEOUT_SECONDS
-    return limits_for_version(function.pk, function.version).timeout_seconds
+def _claim_expiry() -> datetime.datetime:
+    return clock.now() + datetime.timedelta(seconds=settings.DURABLE_LEASE_SECONDS)
+
+
+@retry_transient
+def plain_invoke_renew(execution_id: int, operation_id: str) -> bool:
+    """Extend a claimed call's claim; False once it is gone (recovered, or the outcome recorded).
+
+    Only the worker that claimed the call renews it (the claim is a compare-and-set), so
+    the claim needs no owner of its own. One UPDATE: safe to repeat.
+    """
+    return bool(
+        Operation.objects.filter(
+            execution_id=execution_id,
+            operation_id=operation_id,
+            type=OperationType.CHAINED_INVOKE,
+            status=OperationStatus.STARTED,
+            invoke_dispatch_pending=False,
+            invoke_claim_expires_at__isnull=False,
+        ).update(invoke_claim_expires_at=_claim_expiry())
+    )
 
 
 @retry_transient

@@ -65,7 +65,11 @@ class HandlerRunner(Protocol):
         """Run the handler; once ``cancel`` is set, stop it and return a LOST failure."""
         ...
 
-    def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun: ...
+    def run_plain(
+        self, call: PlainCall, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
+        """Call the target; once ``cancel`` is set, stop it and return a LOST failure."""
+        ...
 
 
 class SandboxRunner:
@@ -83,8 +87,10 @@ class SandboxRunner:
     ) -> SandboxRun:
         return self._run("durable", invocation, limits, invocation.request_id, cancel)
 
-    def run_plain(self, call: PlainCall, limits: FunctionLimits) -> SandboxRun:
-        return self._run("plain", call, limits, f"{call.function_name}:{call.function_version}")
+    def run_plain(
+        self, call: PlainCall, limits: FunctionLimits, cancel: threading.Event | None = None
+    ) -> SandboxRun:
+        return self._run("plain", call, limits, f"{call.function_name}:{call.function_version}", cancel)
 
     def _run(
         self,
@@ -181,7 +187,15 @@ class Invoker:
     def _run_once(self, invocation: InvocationInput, claimed_at: float) -> bool:
         """Run one invocation; whether the execution's next invocation is due at once."""
         limits = self._db(limits_for_version, invocation.function_id, invocation.function_version)
-        renewer = _LeaseRenewer(self, invocation, claimed_at)
+        renewer = _LeaseRenewer(
+            self,
+            invocation.arn,
+            claimed_at,
+            services.lease_renew,
+            invocation.execution_id,
+            invocation.invocation,
+            self.worker,
+        )
         renewer.start()
         try:
             run = self.runner.run_durable(invocation, limits, cancel=renewer.lost)
@@ -209,12 +223,25 @@ class Invoker:
     def run_plain_invoke(self, execution_id: int, operation_id: str) -> None:
         """Call a plain (non-durable) chained-invoke target once and record its outcome."""
         self._check_connection()
+        claimed_at = time.monotonic()  # the claim runs from a moment after this one
         # Verified: a claim whose COMMIT answer was lost, run again, would find the call
         # claimed and never make it (it would fail at claim expiry as "may not have run").
         op = self._db(db_retry.call_verified, services.plain_invoke_claim, execution_id, operation_id)
         if op is None:
             return
-        result = self._call_plain(op)
+        renewer = _LeaseRenewer(
+            self, op.invoke_function_name, claimed_at, services.plain_invoke_renew, execution_id, operation_id
+        )
+        renewer.start()
+        try:
+            result = self._call_plain(op, renewer.lost)
+        finally:
+            renewer.stop()
+        if renewer.lost.is_set():
+            # The claim is gone (or about to be): the recovery records "may or may not have
+            # run"; an outcome recorded here would race it.
+            logger.warning("plain call of %s stopped: its claim was lost", op.invoke_function_name)
+            return
         self._db(
             services.plain_invoke_complete,
             execution_id,
@@ -223,14 +250,14 @@ class Invoker:
             error=result.error,
         )
 
-    def _call_plain(self, op: Operation) -> PlainResult:
+    def _call_plain(self, op: Operation, cancel: threading.Event) -> PlainResult:
         try:
             call, limits = self._db(
                 plain_call_for, op.invoke_function_name, op.input_payload, op.invoke_tenant_id
             )
         except ServiceError as exc:  # the target is gone: the caller's error
             return PlainResult(error={"ErrorType": exc.code, "ErrorMessage": exc.message})
-        return plain_result(self.runner.run_plain(call, limits))
+        return plain_result(self.runner.run_plain(call, limits, cancel))
 
 
 def plain_call_for(reference: str, payload: str | None, tenant_id: str) -> tuple[PlainCall, FunctionLimits]:
@@ -259,7 +286,11 @@ def plain_result(run: SandboxRun) -> PlainResult:
 
 
 class _LeaseRenewer:
-    """Keeps the invocation's lease while its handler runs; stops the handler once it is gone.
+    """Keeps a lease while a handler runs; stops the handler once it is gone.
+
+    The lease is an invocation's (``services.lease_renew``) or a plain call's claim
+    (``services.plain_invoke_renew``): ``renew(*args)`` extends it and says whether
+    it is still this worker's.
 
     Renews every third of the lease. A renewal that fails (the database restarting,
     a lost connection, a server that does not answer) is tried again every
@@ -276,9 +307,12 @@ class _LeaseRenewer:
     # milliseconds, and the scheduler's clock may be a little ahead of this host's.
     SAFETY_SHARE = 0.1
 
-    def __init__(self, invoker: Invoker, invocation: InvocationInput, claimed_at: float) -> None:
+    def __init__(
+        self, invoker: Invoker, what: str, claimed_at: float, renew: Callable[..., bool], *args: Any
+    ) -> None:
         self._invoker = invoker
-        self._invocation = invocation
+        self._what = what  # named in the log
+        self._renew_call = (renew, *args)
         self._lease = float(settings.DURABLE_LEASE_SECONDS)
         self._expires_at = claimed_at + self._lease  # monotonic; the real expiry is later
         self._pending: Future[bool] | None = None
@@ -316,13 +350,7 @@ class _LeaseRenewer:
     def _renew(self, timeout: float) -> bool | None:
         """True renewed, False the lease is someone else's, None unknown (an error, or no answer in time)."""
         if self._pending is None or self._pending.done():  # else: still waiting on the last one
-            self._pending = self._invoker._db_thread.submit(
-                db_retry.attempt,
-                services.lease_renew,
-                self._invocation.execution_id,
-                self._invocation.invocation,
-                self._invoker.worker,
-            )
+            self._pending = self._invoker._db_thread.submit(db_retry.attempt, *self._renew_call)
         deadline = time.monotonic() + timeout
         while True:
             try:  # in slices, so a handler that ends meanwhile is not kept waiting for this answer
@@ -331,9 +359,9 @@ class _LeaseRenewer:
                 if self._stopped.is_set() or time.monotonic() >= deadline:
                     return None
             except Exception as exc:  # the database is away for a moment: try again shortly
-                logger.warning("lease renewal for %s failed: %s", self._invocation.arn, exc)
+                logger.warning("lease renewal for %s failed: %s", self._what, exc)
                 return None
 
     def _give_up(self, why: str) -> None:
-        logger.error("%s for %s: stopping its handler", why, self._invocation.arn)
+        logger.error("%s for %s: stopping its handler", why, self._what)
         self.lost.set()
