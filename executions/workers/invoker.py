@@ -312,7 +312,7 @@ class _LeaseRenewer:
     ) -> None:
         self._invoker = invoker
         self._what = what  # named in the log
-        self._renew_call = (renew, *args)
+        self._renew_with, self._renew_args = renew, args
         self._lease = float(settings.DURABLE_LEASE_SECONDS)
         self._expires_at = claimed_at + self._lease  # monotonic; the real expiry is later
         self._pending: Future[bool] | None = None
@@ -350,7 +350,9 @@ class _LeaseRenewer:
     def _renew(self, timeout: float) -> bool | None:
         """True renewed, False the lease is someone else's, None unknown (an error, or no answer in time)."""
         if self._pending is None or self._pending.done():  # else: still waiting on the last one
-            self._pending = self._invoker._db_thread.submit(db_retry.attempt, *self._renew_call)
+            self._pending = self._invoker._db_thread.submit(
+                db_retry.attempt, self._renew_with, *self._renew_args
+            )
         deadline = time.monotonic() + timeout
         while True:
             try:  # in slices, so a handler that ends meanwhile is not kept waiting for this answer
