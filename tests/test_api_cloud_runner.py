@@ -18,6 +18,7 @@ import datetime
 import json
 import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import boto3
@@ -138,12 +139,13 @@ def aws_env(server: LiveServer, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def cloud_runner(server: LiveServer, function_name: str) -> DurableFunctionCloudTestRunner:
-    return DurableFunctionCloudTestRunner(
-        function_name=function_name,
-        region="us-east-1",
-        lambda_endpoint=server.url,
-        poll_interval=0.05,
-    )
+    with _client_lock:
+        return DurableFunctionCloudTestRunner(
+            function_name=function_name,
+            region="us-east-1",
+            lambda_endpoint=server.url,
+            poll_interval=0.05,
+        )
 
 
 def register_case(case: Case) -> None:
@@ -225,20 +227,33 @@ def run_over_api(server: LiveServer, case: Case) -> Outcome:
 HISTORY_WITHOUT_OPERATIONS = frozenset({"pause-resume-callback"})
 
 
+# Cases run this many at a time (the server has as many workers): each case has
+# functions of its own, and its actions are sent in order by its own thread.
+PARALLEL_CASES = 3
+_client_lock = threading.Lock()  # boto3's default session builds clients one thread at a time
+
+
+def compare_over_api(server: LiveServer, case: Case) -> str | None:
+    """The case run over the API against the reference: None if they agree, else both outcomes."""
+    try:
+        mine, reference = run_over_api(server, case), reference_outcome(case.name)
+    finally:
+        connections.close_all()  # this pool thread's connections
+    same = (mine.status, mine.result, mine.error_type) == (
+        reference.status,
+        reference.result,
+        reference.error_type,
+    )
+    if case.name not in HISTORY_WITHOUT_OPERATIONS:
+        same = same and mine.operations == reference.operations
+    return None if same else f"{case.name}:\n  api:       {mine}\n  reference: {reference}"
+
+
 @pytest.mark.usefixtures("aws_env")
 def test_catalogue_through_the_cloud_runner(server: LiveServer) -> None:
-    mismatches = []
-    for case in CASES:
-        mine, reference = run_over_api(server, case), reference_outcome(case.name)
-        same = (mine.status, mine.result, mine.error_type) == (
-            reference.status,
-            reference.result,
-            reference.error_type,
-        )
-        if case.name not in HISTORY_WITHOUT_OPERATIONS:
-            same = same and mine.operations == reference.operations
-        if not same:
-            mismatches.append(f"{case.name}:\n  api:       {mine}\n  reference: {reference}")
+    with ThreadPoolExecutor(PARALLEL_CASES, thread_name_prefix="case") as pool:
+        outcomes = list(pool.map(lambda case: compare_over_api(server, case), CASES))
+    mismatches = [mismatch for mismatch in outcomes if mismatch]
     assert not mismatches, "\n".join(mismatches)
 
 
