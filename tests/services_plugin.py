@@ -7,7 +7,7 @@ act before pytest-django reads the settings, which pytest-django does in its
 hook, too late. So this plugin wraps that hook (a hook wrapper runs before every
 plain implementation), starts the servers and sets ``DATABASE_URL``,
 ``REDIS_URL`` and ``CELERY_BROKER_URL`` before pytest-django imports
-``durable_console.settings``.
+the settings (``tests.settings``: the production module with a fast password hasher).
 
 Environment:
 
