@@ -92,12 +92,16 @@ def ended(client: Any, arn: str, timeout: float = 60) -> dict[str, Any]:
 
 
 @pytest.mark.e2e
-def test_embedded_server_outlives_hung_handlers(
+def test_embedded_server_outlives_hung_and_crashing_handlers(
     tmp_path: Path, spawn_process: Callable[..., SpawnedProcess]
 ) -> None:
     url = serve(tmp_path, spawn_process)
     client = api(tmp_path, url)
+    marker = tmp_path / "crashed"
+    crashing = start(client, "crash-once", {"marker": str(marker)})
     sleepers = [start(client, "sleeper") for _ in range(6)]
+    wait_until(marker.exists, timeout=30, message="the crashing handler never ran")
+    assert healthy(url)
     began = time.monotonic()
     order = ok(
         cli(
@@ -107,33 +111,16 @@ def test_embedded_server_outlives_hung_handlers(
     assert json.loads(order)["Status"] == "SUCCEEDED"
     assert time.monotonic() - began < 10
     assert healthy(url)
+
+    execution = ended(client, crashing)  # its sandbox died; the retry ran in a new one
+    assert execution["Status"] == "SUCCEEDED"
+    assert json.loads(execution["Result"]) == "survived"
+    assert invocation_error_types(client, crashing) == ["Runtime.ExitError"]
     for arn in sleepers:
         execution = ended(client, arn)
         assert execution["Status"] == "FAILED"
         assert execution["Error"]["ErrorType"] == "Sandbox.Timedout"
         assert invocation_error_types(client, arn) == ["Sandbox.Timedout", "Sandbox.Timedout"]
-
-
-@pytest.mark.e2e
-def test_embedded_server_outlives_a_crashing_handler(
-    tmp_path: Path, spawn_process: Callable[..., SpawnedProcess]
-) -> None:
-    url = serve(tmp_path, spawn_process)
-    client = api(tmp_path, url)
-    marker = tmp_path / "crashed"
-    arn = start(client, "crash-once", {"marker": str(marker)})
-    wait_until(marker.exists, timeout=30, message="the handler never ran")
-    assert healthy(url)
-    order = ok(
-        cli(
-            tmp_path, "durable", "start", "order-processing", "--input", '{"order_id": "o-2"}', "--wait", "30"
-        )
-    )
-    assert json.loads(order)["Status"] == "SUCCEEDED"
-    execution = ended(client, arn)
-    assert execution["Status"] == "SUCCEEDED"
-    assert json.loads(execution["Result"]) == "survived"
-    assert invocation_error_types(client, arn) == ["Runtime.ExitError"]
     assert healthy(url)
 
 
