@@ -368,15 +368,21 @@ def test_status_counts_apply_every_filter_but_the_status_one(django_assert_num_q
     assert cq.status_counts(cq.ExecutionFilters())["FAILED"] == 4
 
 
-def test_status_counts_are_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_status_counts_are_capped_under_a_filter_and_exact_without(
+    monkeypatch: pytest.MonkeyPatch, django_assert_num_queries: Any
+) -> None:
     function = make_function()
     for index in range(5):
         make_execution(function, status="FAILED" if index < 4 else "RUNNING", started_at=NOW - minutes(index))
     monkeypatch.setattr(cq, "COUNT_CAP", 3)
-    counts = cq.status_counts(cq.ExecutionFilters())
+    counts = cq.status_counts(cq.ExecutionFilters(function=function.name))
     assert counts["FAILED"] == "3+"
     assert counts["RUNNING"] == 1
     assert counts["PAUSED"] == 0
+    # The whole list (a status filter at most): the maintained counts, exact past the cap.
+    with django_assert_num_queries(1):
+        whole = cq.status_counts(cq.ExecutionFilters(statuses=("RUNNING",)))
+    assert whole == {"RUNNING": 1, "SUCCEEDED": 0, "FAILED": 4, "TIMED_OUT": 0, "STOPPED": 0, "PAUSED": 0}
 
 
 def test_search_counts_in_one_pass_exact_under_the_cap(

@@ -12,7 +12,9 @@ Performance notes (PostgreSQL, 1,000,000 executions; figures in README.md,
   so page 1,000 costs what page 1 costs, and rows started meanwhile cannot shift
   a page. Every filter has an index that returns rows in that order, or
   selects few enough rows to sort (see ``Execution.Meta.indexes``).
-- Status chip counts are capped. Without a name or text search, each status is
+- Status chip counts of the whole list (no filter but the status one) are the
+  exact counts the database maintains (below). Under any other filter they are
+  capped. Without a name or text search, each status is
   counted with ``LIMIT COUNT_CAP + 1`` in one statement, so a count reads at
   most ``COUNT_CAP`` index entries instead of every matching row, and a count
   past the cap reads ``"10,000+"`` (a string). With a name or text search the
@@ -223,6 +225,10 @@ class ExecutionFilters:
             or self.text
         )
 
+    def only_statuses(self) -> bool:
+        """No filter but the status one: the chips then count every execution."""
+        return not (self.function or self.started_after or self.started_before or self.search or self.text)
+
     def queryset(self, *, include_statuses: bool = True) -> ExecutionQuerySet:
         """The executions these filters match (unordered), optionally ignoring ``statuses``."""
         executions = (
@@ -385,10 +391,14 @@ def _decode_cursor(cursor: str) -> tuple[bool, datetime.datetime, int] | None:
 def status_counts(filters: ExecutionFilters) -> dict[str, int | str]:
     """Executions per status under every filter except the status one (for the chips).
 
-    One query. A status with more than ``COUNT_CAP`` matches reads ``"10,000+"``
-    (a string); counting each status stops there, which keeps the cost bounded
-    on large tables (see the module docstring). Every status has a key.
+    One query. Without other filters these are the exact, maintained counts
+    (``execution_counts_by_status``). Otherwise a status with more than ``COUNT_CAP``
+    matches reads ``"10,000+"`` (a string); counting each status stops there, which
+    keeps the cost bounded on large tables (see the module docstring). Every status
+    has a key.
     """
+    if filters.only_statuses():
+        return dict(execution_counts_by_status())
     base = filters.queryset(include_statuses=False).order_by()
     statuses = [value for value, _ in ExecutionStatus.choices]
     if filters.text or (filters.search and not _is_arn(filters.search)):
