@@ -221,7 +221,9 @@ def home_cases(seeded: Any) -> list[Case]:
         Case("home", "activity, last day (48 buckets)", lambda: _activity(now, one_day, 48)),
         Case("home", "activity_svg (60 buckets)", lambda: cq.activity_svg(hour, title="Last hour")),
         Case("home", "waiting_on_people (100 of ~10,500)", lambda: cq.waiting_on_people(now=now)),
-        Case("home", "status_counts, no filter (maintained)", lambda: cq.status_counts(cq.ExecutionFilters())),
+        Case(
+            "home", "status_counts, no filter (maintained)", lambda: cq.status_counts(cq.ExecutionFilters())
+        ),
         Case("home", "execution_counts_by_status (exact, maintained)", cq.execution_counts_by_status),
         Case(
             "home",
