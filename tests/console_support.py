@@ -6,16 +6,19 @@ on top of these (fixtures imported from another module would shadow names).
 
 from __future__ import annotations
 
+import datetime
+import itertools
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from django.contrib.auth.models import Group, User
 from django.test import Client
+from django.utils import timezone
 
 from durable_console.bootstrap import register_demo_functions
 from executions.access import ensure_groups
-from executions.models import Execution
+from executions.models import Execution, Function
 from tests.engine_driver import EngineDriver, refreshed
 
 ROLES = ("admin", "operator", "approver", "viewer", "nobody")
@@ -62,3 +65,26 @@ def finished(driver: EngineDriver, execution: Execution) -> Execution:
 
 def as_json(value: Any) -> str:
     return json.dumps(value)
+
+
+_row_serial = itertools.count(1)
+
+
+def execution_row(function: Function, status: str, *, label: str = "") -> Execution:
+    """An execution row in ``status`` and nothing else (no operations): what list, count and
+    bulk tests need. Each starts a minute before the last; open ones have no end."""
+    serial = next(_row_serial)
+    now = timezone.now()
+    return Execution.objects.create(
+        function=function,
+        function_version=1,
+        handler=function.handler,
+        name=f"row-{serial}",
+        invocation_id=f"inv-row-{serial}",
+        arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}:$LATEST/durable-execution/row-{serial}",
+        status=status,
+        label=label,
+        started_at=now - datetime.timedelta(minutes=serial),
+        ended_at=None if status in ("RUNNING", "PAUSED") else now,
+        execution_timeout=3600,
+    )

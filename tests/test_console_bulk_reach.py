@@ -5,23 +5,19 @@ seeded rows (no engine), with query counts."""
 
 from __future__ import annotations
 
-import datetime
-import itertools
 from collections.abc import Callable
 from typing import Any
 
 import pytest
-from django.utils import timezone
 
 from executions import bulk_jobs
 from executions.audit import Actor
 from executions.models import BulkJob, Execution, Function
-from tests.console_support import Cast, make_cast
+from tests.console_support import Cast, execution_row, make_cast
 
 pytestmark = pytest.mark.django_db
 
 AUTH = 4  # session, user, user permissions, group permissions
-_serial = itertools.count(1)
 
 
 @pytest.fixture
@@ -33,25 +29,7 @@ def seeded(*statuses: str) -> list[Execution]:
     function, _ = Function.objects.get_or_create(
         name="orders", defaults={"handler": "examples.booking:handler"}
     )
-    now = timezone.now()
-    executions = []
-    for status in statuses:
-        serial = next(_serial)
-        executions.append(
-            Execution.objects.create(
-                function=function,
-                function_version=1,
-                handler=function.handler,
-                name=f"bulk-{serial}",
-                invocation_id=f"inv-bulk-{serial}",
-                arn=f"arn:aws:lambda:us-east-1:123456789012:function:orders:$LATEST/durable-execution/b{serial}",
-                status=status,
-                started_at=now - datetime.timedelta(minutes=serial),
-                ended_at=None if status in ("RUNNING", "PAUSED") else now,
-                execution_timeout=3600,
-            )
-        )
-    return executions
+    return [execution_row(function, status) for status in statuses]
 
 
 def post(cast: Cast, action: str, executions: list[Execution], **extra: str) -> Any:

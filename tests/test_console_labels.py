@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import html
-import itertools
 import re
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -26,11 +25,10 @@ from executions.engine.starts import label_from_input
 from executions.live import fragments
 from executions.models import Execution, Function, Operation
 from tests.approvals_support import APPROVAL_FUNCTION, approval_handler, running_driver, start_flow
-from tests.console_support import Cast, make_cast, register_demos
+from tests.console_support import Cast, execution_row, make_cast, register_demos
 from tests.engine_driver import EngineDriver, handler_path
 
 AUTH = 4  # session, user, user permissions, group permissions
-_serial = itertools.count(1)
 
 
 @pytest.fixture
@@ -95,24 +93,6 @@ def test_the_registry_form_sets_the_label_field(cast: Cast) -> None:
 # --- the "Current step" column -------------------------------------------------------------------
 
 
-def make_execution(function: Function, status: str, *, label: str = "") -> Execution:
-    serial = next(_serial)
-    now = timezone.now()
-    return Execution.objects.create(
-        function=function,
-        function_version=1,
-        handler=function.handler,
-        name=f"exec-{serial}",
-        invocation_id=f"inv-{serial}",
-        arn=f"arn:aws:lambda:us-east-1:123456789012:function:{function.name}:$LATEST/durable-execution/{serial}",
-        status=status,
-        label=label,
-        started_at=now - datetime.timedelta(minutes=serial),
-        ended_at=None if status in ("RUNNING", "PAUSED") else now,
-        execution_timeout=3600,
-    )
-
-
 def make_op(execution: Execution, operation_id: str, type_: str, status: str, **fields: Any) -> Operation:
     return Operation.objects.create(
         execution=execution,
@@ -128,7 +108,7 @@ def make_op(execution: Execution, operation_id: str, type_: str, status: str, **
 def seed_every_state(function: Function) -> dict[str, Execution]:
     """One execution per thing the column says."""
     later = timezone.now() + datetime.timedelta(minutes=5)
-    seeded = {key: make_execution(function, "RUNNING") for key in ("step", "retry", "wait", "invoke", "map")}
+    seeded = {key: execution_row(function, "RUNNING") for key in ("step", "retry", "wait", "invoke", "map")}
     make_op(seeded["step"], "s1", "STEP", "SUCCEEDED", name="validate")
     make_op(seeded["step"], "s2", "STEP", "STARTED", name="charge", attempt=1)
     make_op(seeded["retry"], "r1", "STEP", "PENDING", name="reserve", attempt=1, next_attempt_at=later)
@@ -140,7 +120,7 @@ def seed_every_state(function: Function) -> dict[str, Execution]:
     for item in range(3):
         make_op(seeded["map"], f"m{item}", "STEP", "STARTED", parent_id="m", name=f"batch-{item}")
     for key, title in (("approval", "Publish: Q3 report"), ("callback", "")):
-        seeded[key] = execution = make_execution(function, "PAUSED", label=title)
+        seeded[key] = execution = execution_row(function, "PAUSED", label=title)
         make_op(execution, "g", "CONTEXT", "STARTED", sub_type="WaitForCallback", name="review")
         callback = make_op(
             execution, "cb", "CALLBACK", "STARTED", parent_id="g", name="review create callback id"
@@ -154,14 +134,14 @@ def seed_every_state(function: Function) -> dict[str, Execution]:
                 created_at=timezone.now(),
                 expires_at=later,
             )
-    seeded["failed"] = make_execution(function, "FAILED", label="ORD-7")
+    seeded["failed"] = execution_row(function, "FAILED", label="ORD-7")
     make_op(seeded["failed"], "f1", "STEP", "SUCCEEDED", name="a")
     make_op(seeded["failed"], "f2", "STEP", "FAILED", name="b", attempt=3)
-    seeded["done"] = make_execution(function, "SUCCEEDED")
+    seeded["done"] = execution_row(function, "SUCCEEDED")
     make_op(seeded["done"], "d1", "STEP", "SUCCEEDED", name="a")
     # Stopped and timed out while waiting: the callbacks stay STARTED, their deadlines moot.
     for key, status in (("stopped", "STOPPED"), ("timed_out", "TIMED_OUT")):
-        seeded[key] = execution = make_execution(function, status)
+        seeded[key] = execution = execution_row(function, status)
         make_op(execution, "g", "CONTEXT", "STARTED", sub_type="WaitForCallback", name="verify-email")
         make_op(execution, "x", "STEP", "STARTED", name="side-job")
         make_op(
@@ -173,7 +153,7 @@ def seed_every_state(function: Function) -> dict[str, Execution]:
             name="verify-email create callback id",
             callback_timeout_at=later,
         )
-    seeded["idle"] = make_execution(function, "RUNNING")
+    seeded["idle"] = execution_row(function, "RUNNING")
     return seeded
 
 
@@ -195,7 +175,7 @@ def test_the_current_step_column_in_one_query_per_page(
     function = Function.objects.create(name="orders", handler="examples.booking:handler")
     seeded = seed_every_state(function)
     for n in range(extra):  # more rows, each with an open step: the page still costs the same
-        make_op(make_execution(function, "RUNNING"), "x", "STEP", "STARTED", name=f"step-{n}")
+        make_op(execution_row(function, "RUNNING"), "x", "STEP", "STARTED", name=f"step-{n}")
     client = cast.client("operator")
     # the page, the current steps, then the chip counts and function names (console cache)
     with django_assert_num_queries(AUTH + 4):
