@@ -187,20 +187,9 @@ class Invoker:
     def _run_once(self, invocation: InvocationInput, claimed_at: float) -> bool:
         """Run one invocation; whether the execution's next invocation is due at once."""
         limits = self._db(limits_for_version, invocation.function_id, invocation.function_version)
-        renewer = _LeaseRenewer(
-            self,
-            invocation.arn,
-            claimed_at,
-            services.lease_renew,
-            invocation.execution_id,
-            invocation.invocation,
-            self.worker,
-        )
-        renewer.start()
-        try:
+        lease = (services.lease_renew, invocation.execution_id, invocation.invocation, self.worker)
+        with _LeaseRenewer(self, invocation.arn, claimed_at, *lease) as renewer:
             run = self.runner.run_durable(invocation, limits, cancel=renewer.lost)
-        finally:
-            renewer.stop()
         if run.failure is not None and run.failure.outcome == InvocationOutcome.LOST:
             # Stopped because the lease is gone: the takeover records this invocation
             # (LOST) and runs the next one; anything recorded here would race it.
@@ -229,14 +218,9 @@ class Invoker:
         op = self._db(db_retry.call_verified, services.plain_invoke_claim, execution_id, operation_id)
         if op is None:
             return
-        renewer = _LeaseRenewer(
-            self, op.invoke_function_name, claimed_at, services.plain_invoke_renew, execution_id, operation_id
-        )
-        renewer.start()
-        try:
+        claim = (services.plain_invoke_renew, execution_id, operation_id)
+        with _LeaseRenewer(self, op.invoke_function_name, claimed_at, *claim) as renewer:
             result = self._call_plain(op, renewer.lost)
-        finally:
-            renewer.stop()
         if renewer.lost.is_set():
             # The claim is gone (or about to be): the recovery records "may or may not have
             # run"; an outcome recorded here would race it.
@@ -320,10 +304,11 @@ class _LeaseRenewer:
         self.lost = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="durable-lease")
 
-    def start(self) -> None:
+    def __enter__(self) -> _LeaseRenewer:
         self._thread.start()
+        return self
 
-    def stop(self) -> None:
+    def __exit__(self, *exc: object) -> None:
         self._stopped.set()
         self._thread.join()
 
